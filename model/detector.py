@@ -1,0 +1,246 @@
+"""The detector: text in, technique spans with exact character offsets and calibrated scores out."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from persuasion.result import DetectionResult, SentenceScore, Span
+from persuasion.model.network import BEGIN, INSIDE, OUTSIDE, load_checkpoint
+from persuasion.model.windows import TokenizedDocument, batch_windows, plan_windows, tokenize_document
+
+SHIPPED_DIR = Path(__file__).parent / "shipped"
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+WORD_CHARACTER = re.compile(r"\w")
+
+
+@dataclass
+class WindowEncoding:
+    token_start: int  # first document token in the window
+    token_end: int  # one past the last
+    hidden: torch.Tensor  # (window tokens + 2, hidden): [CLS] tokens [SEP]
+
+
+@dataclass
+class DocumentAnalysis:
+    text: str
+    document: TokenizedDocument
+    p_inside: np.ndarray  # p(token is in a technique span), averaged over the windows that see it
+    p_begin: np.ndarray  # p(token begins a span)
+    windows: list[WindowEncoding]
+
+
+class Detector:
+    """Finds persuasion techniques: `Detector.load().detect(text)`."""
+
+    def __init__(self, network, tokenizer, settings, device: str = "cpu"):
+        self.network = network.to(device).eval()
+        self.tokenizer = tokenizer
+        self.settings = settings
+        self.device = device
+        self.techniques = list(settings.techniques)
+
+    @classmethod
+    def load(cls, path: str | Path | None = None, device: str | None = None) -> "Detector":
+        """Load a checkpoint directory; with no path, the model shipped inside the package."""
+        directory = Path(path) if path is not None else SHIPPED_DIR
+        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        network, tokenizer, settings = load_checkpoint(directory, device)
+        return cls(network, tokenizer, settings, device)
+
+    # Public calls
+
+    def detect(self, text: str) -> DetectionResult:
+        return next(self.detect_many([text]))
+
+    def detect_many(self, texts: Iterable[str], batch_size: int = 32) -> Iterator[DetectionResult]:
+        """Results in input order; windows of several documents share forward passes."""
+        pending: list[str] = []
+        for text in texts:
+            if not isinstance(text, str):
+                raise TypeError(f"detect expects str, got {type(text).__name__}")
+            pending.append(text)
+            if len(pending) >= max(1, batch_size // 4):
+                yield from self._detect_group(pending, batch_size)
+                pending = []
+        if pending:
+            yield from self._detect_group(pending, batch_size)
+
+    def classify(self, text: str, start: int, end: int) -> list[tuple[str, float]]:
+        """Techniques ranked by calibrated probability for the span text[start:end] (the TC task)."""
+        return self.classify_spans(text, [(start, end)])[0]
+
+    def classify_spans(self, text: str, spans: list[tuple[int, int]]) -> list[list[tuple[str, float]]]:
+        for start, end in spans:
+            if not 0 <= start < end <= len(text):
+                raise ValueError(f"span {start}-{end} is not inside the text ({len(text)} characters)")
+        if not spans:
+            return []
+        analysis = self._analyse([text])[0]
+        probabilities = self._technique_probabilities(analysis, spans)
+        return [self._ranked(row) for row in probabilities]
+
+    # Internals
+
+    def _detect_group(self, texts: list[str], batch_size: int) -> Iterator[DetectionResult]:
+        for analysis in self._analyse(texts, batch_size):
+            yield self._result(analysis)
+
+    @torch.inference_mode()
+    def _analyse(self, texts: list[str], batch_size: int = 32) -> list[DocumentAnalysis]:
+        content = self.settings.window_tokens - 2
+        documents = [tokenize_document(self.tokenizer, text) for text in texts]
+        jobs = []  # (document index, token start, token end)
+        for index, document in enumerate(documents):
+            for start, end in plan_windows(len(document.token_ids), content, self.settings.window_stride):
+                jobs.append((index, start, end))
+        sums = [np.zeros((len(d.token_ids), 3), dtype=np.float64) for d in documents]
+        counts = [np.zeros(len(d.token_ids), dtype=np.float64) for d in documents]
+        windows: list[list[WindowEncoding]] = [[] for _ in documents]
+        for batch_start in range(0, len(jobs), batch_size):
+            batch = jobs[batch_start: batch_start + batch_size]
+            input_ids, attention_mask = batch_windows(
+                [documents[i].token_ids[s:e] for i, s, e in batch], self.tokenizer)
+            hidden = self.network.encode(input_ids.to(self.device), attention_mask.to(self.device))
+            logits = self.network.tag_logits(hidden) / self.settings.span_temperature
+            probabilities = logits.float().softmax(-1).cpu().numpy()
+            for row, (index, start, end) in enumerate(batch):
+                sums[index][start:end] += probabilities[row, 1: 1 + end - start]
+                counts[index][start:end] += 1
+                windows[index].append(WindowEncoding(start, end, hidden[row, : end - start + 2].float()))
+        analyses = []
+        for index, document in enumerate(documents):
+            mean = sums[index] / np.maximum(counts[index], 1)[:, None]
+            analyses.append(DocumentAnalysis(texts[index], document, mean[:, BEGIN] + mean[:, INSIDE],
+                                             mean[:, BEGIN], windows[index]))
+        return analyses
+
+    def _decode_spans(self, analysis: DocumentAnalysis) -> list[tuple[int, int, float]]:
+        """Runs of tokens above the threshold, split where a token looks like a new beginning."""
+        threshold = self.settings.span_threshold
+        p_inside, p_begin = analysis.p_inside, analysis.p_begin
+        token_runs: list[list[int]] = []
+        for token in range(len(p_inside)):
+            if p_inside[token] < threshold:
+                continue
+            continues = token_runs and token_runs[-1][-1] == token - 1
+            if continues and p_begin[token] <= p_inside[token] - p_begin[token]:
+                token_runs[-1].append(token)
+            else:
+                token_runs.append([token])
+        spans = []
+        for run in token_runs:
+            start, end = self._snap_to_words(analysis.text, analysis.document.offsets[run[0]][0],
+                                             analysis.document.offsets[run[-1]][1])
+            score = float(p_inside[run].mean())
+            if score >= self.settings.span_min_score:
+                if spans and start < spans[-1][1]:  # snapping made two runs touch: keep them as one
+                    previous = spans.pop()
+                    start, score = previous[0], max(score, previous[2])
+                spans.append((start, end, score))
+        return spans
+
+    @staticmethod
+    def _snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+        """Grow a span to whole words: the tagger works on word pieces, annotators on words."""
+        while start > 0 and WORD_CHARACTER.match(text[start - 1]) and WORD_CHARACTER.match(text[start]):
+            start -= 1
+        while end < len(text) and WORD_CHARACTER.match(text[end]) and WORD_CHARACTER.match(text[end - 1]):
+            end += 1
+        return start, end
+
+    def _technique_probabilities(self, analysis: DocumentAnalysis, spans: list[tuple[int, int]]) -> np.ndarray:
+        rows = []
+        for start, end in spans:
+            tokens = analysis.document.tokens_overlapping(start, end)
+            if tokens is None or not analysis.windows:  # a span of only whitespace or unknown characters
+                rows.append(None)
+                continue
+            window = max(analysis.windows, key=lambda w: _centrality(w, tokens))
+            first = max(tokens[0], window.token_start) - window.token_start + 1
+            last = min(tokens[1], window.token_end - 1) - window.token_start + 1
+            rows.append((window.hidden, first, last))
+        known = [row for row in rows if row is not None]
+        probabilities = np.full((len(spans), len(self.techniques)), 1.0 / len(self.techniques))
+        if known:
+            width = max(hidden.shape[0] for hidden, _, _ in known)
+            hidden = torch.zeros((len(known), width, known[0][0].shape[1]), device=self.device)
+            for i, (window_hidden, _, _) in enumerate(known):
+                hidden[i, : window_hidden.shape[0]] = window_hidden
+            bounds = torch.tensor([[first, last] for _, first, last in known], dtype=torch.long, device=self.device)
+            with torch.inference_mode():
+                logits = self.network.technique_logits(hidden, torch.arange(len(known), device=self.device), bounds)
+            known_probabilities = (logits / self.settings.technique_temperature).softmax(-1).cpu().numpy()
+            known_rows = [i for i, row in enumerate(rows) if row is not None]
+            probabilities[known_rows] = known_probabilities
+        return probabilities
+
+    def _ranked(self, probabilities: np.ndarray) -> list[tuple[str, float]]:
+        order = np.argsort(-probabilities, kind="stable")
+        return [(self.techniques[i], float(probabilities[i])) for i in order]
+
+    def _result(self, analysis: DocumentAnalysis) -> DetectionResult:
+        detected = self._decode_spans(analysis)
+        spans: list[Span] = []
+        if detected:
+            probabilities = self._technique_probabilities(analysis, [(s, e) for s, e, _ in detected])
+            for (start, end, span_score), row in zip(detected, probabilities):
+                for technique, probability in self._techniques_for_span(row):
+                    spans.append(Span(start, end, analysis.text[start:end], technique, span_score * probability))
+        spans = self._apply_repetition_rule(analysis.text, spans)
+        return DetectionResult(analysis.text, spans, self._sentence_scores(analysis))
+
+    def _techniques_for_span(self, probabilities: np.ndarray) -> list[tuple[str, float]]:
+        """The best technique always; others only above their tuned threshold (spans can carry two)."""
+        ranked = self._ranked(probabilities)
+        thresholds = self.settings.technique_thresholds
+        return [ranked[0]] + [(t, p) for t, p in ranked[1:] if t in thresholds and p >= thresholds[t]]
+
+    def _apply_repetition_rule(self, text: str, spans: list[Span]) -> list[Span]:
+        if not self.settings.repetition_rule:
+            return spans
+        normalised_text = _normalise(text)
+        relabelled = []
+        for span in spans:
+            phrase = _normalise(span.text)
+            if span.technique != "Repetition" and len(phrase) >= 4 and normalised_text.count(phrase) >= 2:
+                span = Span(span.start, span.end, span.text, "Repetition", span.score)
+            relabelled.append(span)
+        return relabelled
+
+    def _sentence_scores(self, analysis: DocumentAnalysis) -> list[SentenceScore]:
+        sentences = []
+        document = analysis.document
+        for start, end in sentence_bounds(analysis.text):
+            tokens = document.tokens_overlapping(start, end)
+            score = float(analysis.p_inside[tokens[0]: tokens[1] + 1].max()) if tokens else 0.0
+            sentences.append(SentenceScore(start, end, min(score, 1.0)))
+        return sentences
+
+
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-blank sentence: split at line breaks and after . ! ?"""
+    bounds, position = [], 0
+    for match in SENTENCE_END.finditer(text):
+        if text[position: match.start()].strip():
+            bounds.append((position, match.start()))
+        position = match.end()
+    if text[position:].strip():
+        bounds.append((position, len(text)))
+    return bounds
+
+
+def _centrality(window: WindowEncoding, tokens: tuple[int, int]) -> tuple[int, int]:
+    """Prefer the window that holds the whole span with the most context on its nearer side."""
+    covered = min(tokens[1] + 1, window.token_end) - max(tokens[0], window.token_start)
+    margin = min(tokens[0] - window.token_start, window.token_end - 1 - tokens[1])
+    return covered, margin
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))

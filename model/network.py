@@ -1,0 +1,134 @@
+"""The network: one Hugging Face encoder with a span (BIO) head and a technique head.
+
+A checkpoint directory is a normal Hugging Face model directory (config.json of the encoder,
+model.safetensors holding encoder and head weights, tokenizer files) plus `persuasion.json`,
+which carries the label map, decision thresholds, calibration temperatures and window sizes.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+from torch import nn
+from transformers import AutoConfig, AutoModel
+
+from persuasion.errors import PersuasionError
+from persuasion.taxonomy import TECHNIQUES
+
+TAGS = ("O", "B", "I")
+OUTSIDE, BEGIN, INSIDE = range(3)
+LENGTH_BUCKETS = 16  # span length in tokens, bucketed by log2
+
+
+class CheckpointError(PersuasionError):
+    """A checkpoint directory is missing a file or does not describe a persuasion model."""
+
+
+@dataclass
+class DetectorSettings:
+    """Everything besides weights that inference needs; saved as `persuasion.json`."""
+
+    techniques: list[str] = field(default_factory=lambda: list(TECHNIQUES))
+    window_tokens: int = 128  # including [CLS] and [SEP]
+    window_stride: int = 96  # content tokens between window starts at inference
+    span_threshold: float = 0.5  # p(token inside a span) needed to be tagged
+    span_min_score: float = 0.0  # a detected span's mean p(inside) must reach this
+    technique_thresholds: dict[str, float] = field(default_factory=dict)  # extra labels in the full pipeline
+    span_temperature: float = 1.0
+    technique_temperature: float = 1.0
+    repetition_rule: bool = False  # mark spans whose normalised text recurs in the article as Repetition
+    base_model: str = ""
+    recipe: dict = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, values: dict) -> "DetectorSettings":
+        known = {name for name in cls.__dataclass_fields__}
+        return cls(**{key: value for key, value in values.items() if key in known})
+
+
+class PersuasionNetwork(nn.Module):
+    """Encoder + token tagger (O/B/I) + span-in-context technique classifier."""
+
+    def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1):
+        super().__init__()
+        self.encoder = encoder
+        hidden = encoder.config.hidden_size
+        self.dropout = nn.Dropout(dropout)
+        self.tag_head = nn.Linear(hidden, len(TAGS))
+        self.length_embedding = nn.Embedding(LENGTH_BUCKETS, 32)
+        # A span is its mean-pooled tokens, its first and last token and the window's [CLS].
+        self.technique_head = nn.Sequential(
+            nn.Linear(4 * hidden + 32, hidden),
+            nn.GELU(),
+            nn.Dropout(dropout),
+            nn.Linear(hidden, num_techniques),
+        )
+
+    @classmethod
+    def from_encoder_name(cls, name_or_path: str, num_techniques: int, dropout: float = 0.1) -> "PersuasionNetwork":
+        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout)
+
+    @classmethod
+    def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1) -> "PersuasionNetwork":
+        return cls(AutoModel.from_config(config), num_techniques, dropout)
+
+    def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+
+    def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        return self.tag_head(self.dropout(hidden))
+
+    def technique_logits(self, hidden: torch.Tensor, span_window: torch.Tensor, span_bounds: torch.Tensor) -> torch.Tensor:
+        """Logits for spans given as (window index, first token, last token inclusive) in `hidden`."""
+        if span_window.numel() == 0:
+            return hidden.new_zeros((0, self.technique_head[-1].out_features))
+        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        first, last = span_bounds[:, 0], span_bounds[:, 1]
+        inside = (positions[None, :] >= first[:, None]) & (positions[None, :] <= last[:, None])
+        span_hidden = hidden[span_window]  # (spans, tokens, hidden)
+        mean = (span_hidden * inside[..., None]).sum(1) / inside.sum(1, keepdim=True).clamp(min=1)
+        rows = torch.arange(len(span_window), device=hidden.device)
+        length = (last - first + 1).clamp(min=1).float().log2().long().clamp(max=LENGTH_BUCKETS - 1)
+        features = torch.cat(
+            [mean, span_hidden[rows, first], span_hidden[rows, last], span_hidden[:, 0], self.length_embedding(length)],
+            dim=-1,
+        )
+        return self.technique_head(self.dropout(features))
+
+
+def save_checkpoint(network: PersuasionNetwork, tokenizer, settings: DetectorSettings, directory: str | Path,
+                    half: bool = True) -> Path:
+    directory = Path(directory)
+    directory.mkdir(parents=True, exist_ok=True)
+    network.encoder.config.save_pretrained(directory)
+    tokenizer.save_pretrained(directory)
+    state = {
+        name: (tensor.half() if half and tensor.is_floating_point() else tensor).contiguous()
+        for name, tensor in network.state_dict().items()
+    }
+    save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
+    (directory / "persuasion.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    return directory
+
+
+def load_checkpoint(directory: str | Path, device: str = "cpu"):
+    """Return (network, tokenizer, settings) from a directory written by `save_checkpoint`."""
+    from transformers import AutoTokenizer
+
+    directory = Path(directory)
+    for required in ("config.json", "model.safetensors", "persuasion.json"):
+        if not (directory / required).is_file():
+            raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {required})")
+    settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
+    config = AutoConfig.from_pretrained(directory)
+    network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques))
+    state = {name: tensor.float() if tensor.is_floating_point() else tensor
+             for name, tensor in load_file(directory / "model.safetensors").items()}
+    network.load_state_dict(state)
+    network.to(device).eval()
+    tokenizer = AutoTokenizer.from_pretrained(directory)
+    return network, tokenizer, settings

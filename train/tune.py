@@ -6,6 +6,7 @@ import numpy as np
 
 from persuasion.corpus import Article, merge_spans
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
+from persuasion.eval.systems import detector_tc_answers
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
@@ -36,20 +37,12 @@ def best_span_threshold(detector, analyses, articles: list[Article]) -> tuple[fl
 
 
 def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
-    """TC predictions: a fragment listed k times gets its k best distinct techniques."""
+    """TC predictions for every gold span occurrence, as the benchmark makes them."""
     predicted = {}
     for article, analysis in zip(articles, analyses):
-        fragments = sorted({(span.start, span.end) for span in article.spans})
-        probabilities = detector._technique_probabilities(analysis, fragments) if fragments else []
-        ranked = {fragment: detector._ranked(row) for fragment, row in zip(fragments, probabilities)}
-        used: dict[tuple[int, int], int] = {}
-        rows = []
-        for span in article.spans:
-            fragment = (span.start, span.end)
-            rank = used.get(fragment, 0)
-            used[fragment] = rank + 1
-            rows.append((span.start, span.end, ranked[fragment][rank][0]))
-        predicted[article.article_id] = rows
+        occurrences = [(span.start, span.end) for span in article.spans]
+        answers = detector_tc_answers(detector, analysis, occurrences)
+        predicted[article.article_id] = [(s, e, technique) for (s, e), (technique, _) in zip(occurrences, answers)]
     return predicted
 
 

@@ -1,0 +1,135 @@
+"""`persuasion benchmark`: run a system on a PTC split, write the official submission files, score them.
+
+    persuasion benchmark --data DIR --split NAME --out OUTDIR [--system SYSTEM]
+
+Writes OUTDIR/NAME-task-si.txt, NAME-task-tc.txt (one line per span occurrence to classify,
+from the gold flc-tc files or else NAME-task-tc-template.out) and NAME-task-flc.txt; when the
+split has gold, also metrics.json, technique_table.md and the plots.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+from collections import Counter
+from pathlib import Path
+
+from persuasion.corpus import Article, merge_spans, read_ptc_articles
+from persuasion.eval.metrics import expected_calibration_error, flc_scores, si_scores, tc_scores
+from persuasion.eval.systems import Predictions, load_system
+from persuasion.taxonomy import TECHNIQUES
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("--data", required=True, help="PTC folder holding NAME-articles/ (and gold, if any)")
+    parser.add_argument("--split", default="dev", help="split name, e.g. dev (default), train, test")
+    parser.add_argument("--out", required=True, help="folder for prediction files, metrics.json and plots")
+    parser.add_argument("--system", default="shipped",
+                        help="'shipped' (default), 'majority', 'tfidf', or a checkpoint folder")
+    parser.add_argument("--train-split", default="train", help="split the baselines are trained on")
+    parser.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+def run(args) -> int:
+    metrics = run_benchmark(args.data, args.split, args.out, args.system, args.train_split, progress=not args.quiet)
+    if metrics is None:
+        print(f"{args.split} has no gold labels: wrote prediction files only to {args.out}")
+    else:
+        print(summary_line(metrics))
+        print(f"wrote {Path(args.out) / 'metrics.json'}")
+    return 0
+
+
+def run_benchmark(data_dir, split: str, out_dir, system_name: str = "shipped", train_split: str = "train",
+                  progress: bool = True) -> dict | None:
+    from tqdm import tqdm
+
+    articles = read_ptc_articles(data_dir, split)
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    system = load_system(system_name, data_dir, train_split)
+    started = time.time()
+    with tqdm(total=len(articles), desc=f"{system.name} on {split}", unit="article", file=sys.stderr,
+              disable=not progress) as bar:
+        predictions = system.predict(articles, bar.update)
+    seconds = time.time() - started
+    write_submissions(articles, predictions, split, out_dir)
+    if not any(article.has_gold or article.si_spans is not None for article in articles):
+        return None
+    metrics = score(articles, predictions)
+    metrics.update(system=system.name, split=split, articles=len(articles), seconds=round(seconds, 1))
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
+    if metrics.get("tc"):
+        from persuasion.eval.report import per_technique_table, save_plots
+
+        (out_dir / "technique_table.md").write_text(per_technique_table(metrics))
+        save_plots(metrics, out_dir)
+    return metrics
+
+
+def write_submissions(articles: list[Article], predictions: Predictions, split: str, out_dir: Path) -> None:
+    """The official formats: SI `ID start end`, TC and FLC `ID technique start end`, tab-separated."""
+    with open(out_dir / f"{split}-task-si.txt", "w", encoding="utf-8") as si_file, \
+            open(out_dir / f"{split}-task-tc.txt", "w", encoding="utf-8") as tc_file, \
+            open(out_dir / f"{split}-task-flc.txt", "w", encoding="utf-8") as flc_file:
+        for article in articles:
+            article_id = article.article_id
+            for start, end in sorted(predictions.si.get(article_id, [])):
+                si_file.write(f"{article_id}\t{start}\t{end}\n")
+            answers = predictions.tc.get(article_id, [])
+            if len(answers) != len(article.spans):
+                raise AssertionError(f"system answered {len(answers)} of {len(article.spans)} TC spans of {article_id}")
+            for start, end, technique in answers:
+                tc_file.write(f"{article_id}\t{technique}\t{start}\t{end}\n")
+            for start, end, technique in sorted(predictions.flc.get(article_id, [])):
+                flc_file.write(f"{article_id}\t{technique}\t{start}\t{end}\n")
+
+
+def score(articles: list[Article], predictions: Predictions) -> dict:
+    """Official SI, TC and FLC scores plus calibration, for the articles that carry gold."""
+    si_gold = {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
+               for a in articles if a.has_gold or a.si_spans is not None}
+    metrics = {"si": si_scores({i: predictions.si.get(i, []) for i in si_gold}, si_gold)}
+    technique_gold = {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles if a.has_gold}
+    if technique_gold:
+        techniques = list(TECHNIQUES)
+        metrics["tc"] = tc_scores({i: predictions.tc.get(i, []) for i in technique_gold}, technique_gold, techniques)
+        metrics["flc"] = flc_scores({i: predictions.flc.get(i, []) for i in technique_gold}, technique_gold,
+                                    techniques)
+    metrics["calibration"] = calibration(articles, predictions, si_gold)
+    return metrics
+
+
+def calibration(articles: list[Article], predictions: Predictions, si_gold: dict) -> dict:
+    """Expected calibration error (10 bins) of the TC confidences and of the sentence scores."""
+    result = {}
+    if predictions.tc_confidence is not None and any(a.has_gold for a in articles):
+        correct = []
+        for article in articles:
+            remaining = Counter((s.start, s.end, s.technique) for s in article.spans)
+            for answer in predictions.tc.get(article.article_id, []):
+                correct.append(remaining[answer] > 0)
+                remaining[answer] -= 1
+        result["tc_ece"] = expected_calibration_error(predictions.tc_confidence, correct)
+        result["tc_answers"] = len(correct)
+    if predictions.sentence_scores is not None and si_gold:
+        scores, holds_span = [], []
+        for article_id, gold in si_gold.items():
+            for start, end, score in predictions.sentence_scores.get(article_id, []):
+                scores.append(score)
+                holds_span.append(any(s < end and start < e for s, e in gold))
+        result["sentence_ece"] = expected_calibration_error(scores, holds_span)
+        result["sentences"] = len(scores)
+    return result
+
+
+def summary_line(metrics: dict) -> str:
+    parts = [f"{metrics['system']} on {metrics['split']} ({metrics['articles']} articles, {metrics['seconds']}s):",
+             f"SI P {metrics['si']['precision']:.4f} R {metrics['si']['recall']:.4f} F1 {metrics['si']['f1']:.4f}"]
+    if "tc" in metrics:
+        parts.append(f"| TC micro-F1 {metrics['tc']['micro_f1']:.4f} macro-F1 {metrics['tc']['macro_f1']:.4f}")
+        parts.append(f"| FLC F1 {metrics['flc']['f1']:.4f}")
+    if "tc_ece" in metrics["calibration"]:
+        parts.append(f"| TC ECE {metrics['calibration']['tc_ece']:.4f}")
+    return " ".join(parts)

@@ -1,0 +1,158 @@
+"""The SemEval-2020 Task 11 measures (Da San Martino et al., 2020), written out from their definitions.
+
+SI and FLC give partial credit for overlap. For predicted spans S and gold spans T,
+pooled over all articles,
+
+    P = 1/|S| * sum_{s in S, t in T} |s & t| / |s|        R = 1/|T| * sum_{s, t} |s & t| / |t|
+
+where, for FLC, |s & t| counts only when s and t carry the same technique. Overlapping
+spans are merged first (per technique for FLC), so no character is credited twice.
+With no predictions P is 0, with no gold R is 0, and F1 is 0 whenever P + R is 0, as in
+the official scorers.
+
+TC scores one technique per gold span occurrence. A fragment annotated with k techniques
+occurs k times, and the k predictions for it are matched to its gold techniques as
+multisets, so their order does not matter.
+"""
+
+from __future__ import annotations
+
+from collections import Counter, defaultdict
+from typing import Iterable, Mapping, Sequence
+
+import numpy as np
+
+from persuasion.corpus import merge_spans
+
+Spans = Mapping[str, Sequence[tuple[int, int]]]
+LabelledSpans = Mapping[str, Sequence[tuple[int, int, str]]]
+
+
+def prf(precision_numerator: float, predicted: float, recall_numerator: float, gold: float) -> dict:
+    precision = precision_numerator / predicted if predicted else 0.0
+    recall = recall_numerator / gold if gold else 0.0
+    f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
+    return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def _overlap_credit(predicted: list[tuple[int, int]], gold: list[tuple[int, int]]) -> tuple[float, float]:
+    """(sum over s,t of |s&t|/|s|, sum of |s&t|/|t|) for two lists of disjoint, sorted spans."""
+    precision_credit = recall_credit = 0.0
+    for s_start, s_end in predicted:
+        for t_start, t_end in gold:
+            shared = min(s_end, t_end) - max(s_start, t_start)
+            if shared > 0:
+                precision_credit += shared / (s_end - s_start)
+                recall_credit += shared / (t_end - t_start)
+    return precision_credit, recall_credit
+
+
+def _nonempty(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    return [(start, end) for start, end in spans if end > start]
+
+
+def si_scores(predicted: Spans, gold: Spans) -> dict:
+    """Span identification: technique-blind partial-overlap P/R/F1."""
+    precision_credit = recall_credit = 0.0
+    predicted_count = gold_count = 0
+    for article_id in set(predicted) | set(gold):
+        system = merge_spans(_nonempty(predicted.get(article_id, ())))
+        reference = merge_spans(_nonempty(gold.get(article_id, ())))
+        p, r = _overlap_credit(system, reference)
+        precision_credit, recall_credit = precision_credit + p, recall_credit + r
+        predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
+    scores = prf(precision_credit, predicted_count, recall_credit, gold_count)
+    scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
+    return scores
+
+
+def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequence[str] | None = None) -> dict:
+    """Full pipeline: the SI formula, crediting overlap only between spans of the same technique."""
+    precision_credit = recall_credit = 0.0
+    predicted_count = gold_count = 0
+    per_technique: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0, 0])
+    for article_id in set(predicted) | set(gold):
+        by_technique_system = defaultdict(list)
+        by_technique_gold = defaultdict(list)
+        for start, end, technique in predicted.get(article_id, ()):
+            by_technique_system[technique].append((start, end))
+        for start, end, technique in gold.get(article_id, ()):
+            by_technique_gold[technique].append((start, end))
+        for technique in set(by_technique_system) | set(by_technique_gold):
+            system = merge_spans(_nonempty(by_technique_system[technique]))
+            reference = merge_spans(_nonempty(by_technique_gold[technique]))
+            p, r = _overlap_credit(system, reference)
+            counts = per_technique[technique]
+            counts[0] += p
+            counts[1] += len(system)
+            counts[2] += r
+            counts[3] += len(reference)
+            precision_credit, recall_credit = precision_credit + p, recall_credit + r
+            predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
+    scores = prf(precision_credit, predicted_count, recall_credit, gold_count)
+    names = techniques if techniques is not None else sorted(per_technique)
+    scores["per_technique"] = {name: prf(*per_technique[name]) | {"gold": int(per_technique[name][3])}
+                               for name in names}
+    scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
+    return scores
+
+
+def tc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequence[str] | None = None) -> dict:
+    """Technique classification over gold span occurrences: micro-F1, macro-F1 and per technique.
+
+    Predictions for spans that are not gold occurrences count as false positives, and gold
+    occurrences without a prediction as false negatives; a complete submission (one line
+    per gold occurrence) makes micro P = R = F1 = accuracy.
+    """
+    true_positive: Counter = Counter()
+    predicted_total: Counter = Counter()
+    gold_total: Counter = Counter()
+    confusion: Counter = Counter()
+    for article_id in set(predicted) | set(gold):
+        system_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
+        gold_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
+        for start, end, technique in predicted.get(article_id, ()):
+            system_by_fragment[(start, end)][technique] += 1
+        for start, end, technique in gold.get(article_id, ()):
+            gold_by_fragment[(start, end)][technique] += 1
+        for fragment in set(system_by_fragment) | set(gold_by_fragment):
+            system, reference = system_by_fragment[fragment], gold_by_fragment[fragment]
+            matched = system & reference
+            true_positive.update(matched)
+            predicted_total.update(system)
+            gold_total.update(reference)
+            confusion.update({(t, t): n for t, n in matched.items()})
+            # Unmatched gold and predicted labels of one fragment pair up in sorted order,
+            # which is all a confusion matrix can say about multi-label fragments.
+            wrong_gold = sorted((reference - matched).elements())
+            wrong_system = sorted((system - matched).elements())
+            confusion.update(zip(wrong_gold, wrong_system))
+
+    names = list(techniques) if techniques is not None else sorted(set(gold_total) | set(predicted_total))
+    per_technique = {name: prf(true_positive[name], predicted_total[name], true_positive[name], gold_total[name])
+                     | {"gold": gold_total[name], "predicted": predicted_total[name]} for name in names}
+    micro = prf(sum(true_positive.values()), sum(predicted_total.values()),
+                sum(true_positive.values()), sum(gold_total.values()))
+    # Macro-F1 averages over the techniques present in the gold, as sklearn's f1_score does
+    # when given the gold label set.
+    present = [name for name in names if gold_total[name]]
+    macro_f1 = float(np.mean([per_technique[name]["f1"] for name in present])) if present else 0.0
+    return {"micro_precision": micro["precision"], "micro_recall": micro["recall"], "micro_f1": micro["f1"],
+            "macro_f1": macro_f1, "per_technique": per_technique, "gold_spans": sum(gold_total.values()),
+            "confusion": {f"{g}\t{p}": n for (g, p), n in sorted(confusion.items())}}
+
+
+def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:
+    """Mean |accuracy - confidence| over equal-width confidence bins, weighted by bin size."""
+    confidences = np.asarray(confidences, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    if len(confidences) == 0:
+        return 0.0
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidences, edges[1:-1], right=True), 0, bins - 1)
+    error = 0.0
+    for index in range(bins):
+        members = which == index
+        if members.any():
+            error += members.mean() * abs(correct[members].mean() - confidences[members].mean())
+    return float(error)

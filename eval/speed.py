@@ -1,0 +1,218 @@
+"""`persuasion speed`: inference tokens/s of the detector against a plain transformers pipeline.
+
+    persuasion speed --data ../shared/data/ptc-semeval2020 --split dev [--quantize] [--json speed.json]
+
+Every system reads the same articles in the same run and is warmed up on one of them first.
+Tokens are the encoder tokenizer's word pieces over the texts (no special tokens), one count
+shared by all systems so their rates compare. Memory is the process's resident set (host RAM):
+"peak" is its highest point during a run, "peak +" that peak minus the resident set just before.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import json
+import re
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from persuasion.corpus import read_ptc_articles
+from persuasion.errors import PersuasionError
+
+LONG_DOCUMENT_LIMIT_MIB = 1024  # one 50,000-word document must fit in 1 GiB
+
+
+@dataclass
+class Measurement:
+    system: str
+    documents: int
+    tokens: int
+    seconds: float
+    peak_rss_mib: float
+    peak_increase_mib: float
+    ratio_to_reference: float | None = None  # tokens/s divided by the reference's tokens/s
+
+    @property
+    def tokens_per_second(self) -> float:
+        return self.tokens / self.seconds if self.seconds > 0 else float("inf")
+
+    def to_dict(self) -> dict:
+        return {**asdict(self), "tokens_per_second": self.tokens_per_second}
+
+
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--data", required=True, type=Path, help="PTC folder holding <split>-articles/")
+    parser.add_argument("--split", default="dev", help="which <split>-articles/ folder to read (default: dev)")
+    parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--limit", type=int, default=0, help="time only the first N articles (default: all)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass, for every system")
+    parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
+    parser.add_argument("--quantize", action="store_true", help="also time the int8-quantised detector (CPU only)")
+    parser.add_argument("--long-words", type=int, default=50_000,
+                        help="words in the synthetic long document (default: 50000; 0 skips it)")
+    parser.add_argument("--json", type=Path, default=None, dest="json_path", help="also write the figures here")
+
+
+def run(args: argparse.Namespace) -> int:
+    import torch
+
+    from persuasion.model.detector import SHIPPED_DIR, Detector
+    from persuasion.model.windows import tokenize_document
+
+    if args.limit < 0 or args.batch_size < 1 or args.long_words < 0:
+        raise PersuasionError("--limit and --long-words must be 0 or more and --batch-size at least 1")
+    if args.device == "cuda" and not torch.cuda.is_available():
+        raise PersuasionError("--device cuda: no CUDA device is visible; use --device cpu")
+    device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
+    if args.quantize and device != "cpu":
+        raise PersuasionError("--quantize times the int8 model on the CPU; add --device cpu")
+    checkpoint = args.model or SHIPPED_DIR
+
+    articles = read_ptc_articles(args.data, args.split)
+    texts = [article.text for article in articles if article.text.strip()][: args.limit or None]
+    if not texts:
+        raise PersuasionError(f"{args.data}: the {args.split} split has no article with text")
+
+    detector = Detector.load(checkpoint, device=device)
+    tokens = sum(len(tokenize_document(detector.tokenizer, text).token_ids) for text in texts)
+    print(f"persuasion speed: {args.split} split, {len(texts)} articles, {tokens:,} tokens, {device}, "
+          f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}")
+
+    detect = detector_runner(detector, args.batch_size)
+    detect(texts[:1])  # warm-up
+    long_row = None
+    if args.long_words:  # first, while the process is fresh, so "peak +" is what the document costs
+        long_text = long_document(texts, args.long_words)
+        long_tokens = len(tokenize_document(detector.tokenizer, long_text).token_ids)
+        long_row = measure(f"detector, one {args.long_words:,}-word document", detect, [long_text], long_tokens)
+    rows = [measure("detector (full pipeline)", detect, texts, tokens)]
+
+    reference = reference_runner(build_reference(checkpoint, detector, device), args.batch_size)
+    reference(texts[:1])
+    reference_row = measure("transformers pipeline (reference)", reference, texts, tokens)
+    del reference, detector, detect
+
+    if args.quantize:
+        detect_int8 = detector_runner(Detector.load(checkpoint, device="cpu", quantize=True), args.batch_size)
+        detect_int8(texts[:1])
+        rows.append(measure("detector int8 (full pipeline)", detect_int8, texts, tokens))
+
+    rows.append(reference_row)
+    for row in rows:
+        row.ratio_to_reference = row.tokens_per_second / reference_row.tokens_per_second
+    print_table(rows + ([long_row] if long_row else []))
+    if long_row:
+        verdict = "within" if long_row.peak_increase_mib <= LONG_DOCUMENT_LIMIT_MIB else "OVER"
+        print(f"long document: {long_row.seconds:.1f} s, peak memory +{long_row.peak_increase_mib:.0f} MiB "
+              f"({verdict} the {LONG_DOCUMENT_LIMIT_MIB} MiB limit)")
+    if not _reset_peak():
+        print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
+
+    if args.json_path:
+        figures = {
+            "split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size, "documents": len(texts), "tokens": tokens,
+            "systems": [row.to_dict() for row in rows], "long_document": None,
+        }
+        if long_row:
+            figures["long_document"] = {**long_row.to_dict(), "words": args.long_words,
+                                        "limit_mib": LONG_DOCUMENT_LIMIT_MIB}
+        args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def detector_runner(detector, batch_size: int) -> Callable[[list[str]], None]:
+    def detect(texts: list[str]) -> None:
+        list(detector.detect_many(texts, batch_size=batch_size))
+    return detect
+
+
+def reference_runner(reference, batch_size: int) -> Callable[[list[str]], None]:
+    def tag(texts: list[str]) -> None:
+        reference(texts, batch_size=batch_size)
+    return tag
+
+
+def build_reference(checkpoint: Path, detector, device: str):
+    """transformers' own token-classification pipeline with the detector's encoder and windows.
+
+    Given `stride`, the pipeline tokenizes with return_overflowing_tokens: each text becomes
+    chunks of tokenizer.model_max_length tokens overlapping by `stride`, so setting those to the
+    detector's window and overlap makes it read every token through the same windows (without
+    `stride` it would truncate each text to its first window). It then aggregates word pieces
+    into word-level entities, the pipeline's closest counterpart to our span decoding.
+    """
+    from transformers import AutoConfig, AutoModelForTokenClassification, AutoTokenizer, pipeline
+
+    from persuasion.model.network import TAGS
+
+    model = AutoModelForTokenClassification.from_config(AutoConfig.from_pretrained(checkpoint, num_labels=len(TAGS)))
+    missing, _ = model.base_model.load_state_dict(detector.network.encoder.state_dict(), strict=False)
+    if missing:
+        raise PersuasionError(f"{checkpoint}: encoder weights do not fit {type(model).__name__} (missing {missing[0]})")
+    classifier = getattr(model, "classifier", None)
+    if isinstance(classifier, type(detector.network.tag_head)):  # same tag probabilities as the detector
+        classifier.load_state_dict(detector.network.tag_head.state_dict())
+    tokenizer = AutoTokenizer.from_pretrained(checkpoint)
+    settings = detector.settings
+    tokenizer.model_max_length = settings.window_tokens
+    overlap = max(0, settings.window_tokens - 2 - settings.window_stride)
+    return pipeline("token-classification", model=model.eval(), tokenizer=tokenizer, device=device,
+                    aggregation_strategy="simple", stride=overlap)
+
+
+def long_document(texts: list[str], words: int) -> str:
+    """`words` words of the corpus's own text, repeated as often as needed, line breaks kept."""
+    pieces = re.findall(r"\S+\s*", "".join(text + "\n\n" for text in texts))
+    if not pieces:
+        raise PersuasionError("the articles hold no words to build the long document from")
+    repeated = pieces * (words // len(pieces) + 1)
+    return "".join(repeated[:words]).rstrip()
+
+
+def measure(system: str, run_system: Callable[[list[str]], object], texts: list[str], tokens: int) -> Measurement:
+    gc.collect()
+    _reset_peak()
+    before = _memory_mib("VmRSS")
+    start = time.perf_counter()
+    run_system(texts)
+    seconds = time.perf_counter() - start
+    peak = _memory_mib("VmHWM")
+    return Measurement(system, len(texts), tokens, seconds, peak, max(0.0, peak - before))
+
+
+def print_table(rows: list[Measurement]) -> None:
+    width = max(len(row.system) for row in rows)
+    print(f"{'system':<{width}}  {'docs':>5}  {'tokens':>9}  {'seconds':>8}  {'tokens/s':>9}  "
+          f"{'vs reference':>12}  {'peak MiB':>8}  {'peak + MiB':>10}")
+    for row in rows:
+        ratio = f"{row.ratio_to_reference:.2f}x" if row.ratio_to_reference is not None else "-"
+        print(f"{row.system:<{width}}  {row.documents:>5}  {row.tokens:>9,}  {row.seconds:>8.2f}  "
+              f"{row.tokens_per_second:>9,.0f}  {ratio:>12}  {row.peak_rss_mib:>8.0f}  {row.peak_increase_mib:>10.0f}")
+
+
+def _reset_peak() -> bool:
+    """Linux lets a process reset its recorded peak resident set (VmHWM) by writing 5 here."""
+    try:
+        Path("/proc/self/clear_refs").write_text("5")
+        return True
+    except OSError:
+        return False
+
+
+def _memory_mib(field: str) -> float:
+    """VmRSS (now) or VmHWM (peak) from /proc; elsewhere getrusage's peak since start-up."""
+    try:
+        status = Path("/proc/self/status").read_text()
+    except OSError:
+        try:
+            import resource  # Unix only
+        except ImportError:
+            return float("nan")
+        peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+        return peak / (1024 * 1024 if sys.platform == "darwin" else 1024)  # bytes on macOS, KiB on Linux
+    return int(re.search(rf"^{field}:\s+(\d+) kB", status, re.MULTILINE).group(1)) / 1024

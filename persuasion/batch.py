@@ -1,0 +1,439 @@
+"""`persuasion detect`: score many documents and write one record per document, exactly once.
+
+Records are appended in input order and flushed one at a time, so after a crash `--resume` reads
+what was written, checks it against the first inputs, drops a half-written tail and scores only
+the rest. `--shard K/N` scores the documents whose index % N == K - 1; every record carries its
+index, so shard outputs merged by index equal an unsharded run.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+import re
+import sys
+import tempfile
+from collections.abc import Iterable, Iterator
+from contextlib import nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+
+from persuasion.errors import PersuasionError
+from persuasion.inputs import Document, Source, count_documents, find_sources, read_documents
+from persuasion.result import DetectionResult
+
+FORMATS = ("jsonl", "csv", "html", "text")
+FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "text"}
+FEW_DOCUMENTS = 20  # below this a progress bar is noise
+
+Scored = tuple[Document, DetectionResult | None]  # the result is None for a document with an error
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("inputs", nargs="*", metavar="INPUT",
+                        help="text files, directories of them (searched recursively), .jsonl or .csv files "
+                             "(one document per row), or - for stdin (one document)")
+    parser.add_argument("--output", "-o", metavar="FILE", help="where to write the records (default: stdout)")
+    parser.add_argument("--format", choices=FORMATS,
+                        help="record format (default: from the --output suffix, else jsonl)")
+    parser.add_argument("--resume", action="store_true",
+                        help="finish an interrupted run: keep the records already in --output, score the rest")
+    parser.add_argument("--text-field", default="text", help="JSONL field / CSV column holding the text")
+    parser.add_argument("--id-field", default="id",
+                        help="JSONL field / CSV column holding the document id (default: id; else file:line)")
+    parser.add_argument("--pattern", default="*.txt", help="which files to take from directories (default: *.txt)")
+    parser.add_argument("--model", metavar="PATH", help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
+    parser.add_argument("--shard", metavar="K/N",
+                        help="score only documents whose index %% N == K-1 (K from 1); under `accelerate "
+                             "launch` RANK and WORLD_SIZE choose it and FILE gets the suffix .rank{RANK}")
+    parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary on stderr")
+
+
+@dataclass(frozen=True)
+class Shard:
+    number: int  # from 1
+    count: int
+
+    def holds(self, index: int) -> bool:
+        return index % self.count == self.number - 1
+
+    def size(self, total: int) -> int:
+        return len(range(self.number - 1, total, self.count))
+
+
+EVERYTHING = Shard(1, 1)
+
+
+def parse_shard(value: str) -> Shard:
+    match = re.fullmatch(r"\s*(\d+)\s*/\s*(\d+)\s*", value)
+    if not match or not 1 <= int(match.group(1)) <= int(match.group(2)):
+        raise PersuasionError(f"--shard {value!r}: expected K/N with 1 <= K <= N, for example 2/4")
+    return Shard(int(match.group(1)), int(match.group(2)))
+
+
+def launcher_rank() -> tuple[int, int] | None:
+    """(RANK, WORLD_SIZE) when started by `accelerate launch` or torchrun with several processes."""
+    try:
+        rank, world_size = int(os.environ["RANK"]), int(os.environ["WORLD_SIZE"])
+    except (KeyError, ValueError):
+        return None
+    return (rank, world_size) if world_size > 1 and 0 <= rank < world_size else None
+
+
+# Record formats. Each renders one document as a chunk of text ending in a newline, and can read
+# an existing output back into the keys of its complete documents, for --resume.
+
+
+class ResumeError(PersuasionError):
+    """The existing output cannot be continued."""
+
+
+class JsonlRecords:
+    """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error}."""
+
+    header = ""
+
+    def render(self, document: Document, result: DetectionResult | None) -> str:
+        record = {"id": document.id, "index": document.index, "source": document.source}
+        if result is None:
+            record["error"] = document.error
+        else:
+            record.update(result.to_dict())
+        return json.dumps(record, ensure_ascii=False) + "\n"
+
+    def key(self, document: Document):
+        return document.id, document.index
+
+    def scan(self, path: Path) -> tuple[list, int]:
+        """Keys of the complete records and the bytes they fill; what follows is a torn write."""
+        keys, length = [], 0
+        with open(path, "rb") as file:
+            for number, line in enumerate(file, 1):
+                if not line.endswith(b"\n"):
+                    break
+                try:
+                    record = json.loads(line)
+                    keys.append((record["id"], record["index"]))
+                except (ValueError, KeyError, TypeError, IndexError):
+                    raise ResumeError(f"{path} line {number} is not a record of `persuasion detect --format jsonl`; "
+                                      f"cannot resume it") from None
+                length += len(line)
+        return keys, length
+
+
+class CsvRecords:
+    """One row per span; a document without spans, or with an error, is one row with empty span columns."""
+
+    columns = ["id", "index", "start", "end", "technique", "score", "text", "error"]
+    header = ",".join(columns) + "\r\n"
+
+    def render(self, document: Document, result: DetectionResult | None) -> str:
+        start = [document.id, document.index]
+        if result is None:
+            rows = [start + ["", "", "", "", "", document.error]]
+        elif not result.spans:
+            rows = [start + ["", "", "", "", "", ""]]
+        else:
+            rows = [start + [span.start, span.end, span.technique, span.score, span.text, ""] for span in result.spans]
+        buffer = io.StringIO()
+        csv.writer(buffer).writerows(rows)  # "\r\n" rows: the writer then quotes any \r or \n in a field
+        return buffer.getvalue()
+
+    def key(self, document: Document):
+        return document.id, document.index
+
+    def scan(self, path: Path) -> tuple[list, int]:
+        """Keys of the documents before the last one, and the byte where the last one starts.
+
+        A document is several rows and a kill can land between them, so the last document found
+        is always dropped and scored again; so is everything from a row that does not parse.
+        """
+        header = self.header.encode()
+        with open(path, "rb") as file:
+            head = file.read(len(header))
+            if len(head) < len(header) and header.startswith(head):
+                return [], 0  # a torn header: write it again
+            if head != header:
+                raise ResumeError(f"{path} does not start with the header `persuasion detect --format csv` "
+                                  f"writes; cannot resume it")
+            consumed = len(header)
+
+            def complete_lines() -> Iterator[str]:
+                nonlocal consumed
+                for line in file:
+                    if not line.endswith(b"\n"):
+                        return
+                    consumed += len(line)
+                    yield line.decode("utf-8", errors="surrogateescape")
+
+            document_starts: list[tuple[tuple[str, int], int]] = []  # (key, byte where its rows start)
+            row_start = consumed
+            try:
+                for row in csv.reader(complete_lines()):
+                    key = (row[0], int(row[1]))
+                    if not document_starts or document_starts[-1][0] != key:
+                        document_starts.append((key, row_start))
+                    row_start = consumed
+            except (csv.Error, ValueError, IndexError):
+                pass  # a torn or damaged row: it and everything after it are scored again
+        if not document_starts:
+            return [], len(header)
+        *kept, (_, last_start) = document_starts
+        return [key for key, _ in kept], last_start
+
+
+class TextRecords:
+    """A block per document: a `[index] id` line, then one indented line per span, then a blank line."""
+
+    header = ""
+
+    def render(self, document: Document, result: DetectionResult | None) -> str:
+        lines = [self.key(document)]
+        if result is None:
+            lines.append(f"  error: {printable(document.error)}")
+        elif not result.spans:
+            lines.append("  no techniques found")
+        for span in result.spans if result else []:
+            lines.append(f"  {span.start}-{span.end}  {span.technique}  {span.score:.3f}  "
+                         f"{json.dumps(span.text, ensure_ascii=False)}")
+        return "\n".join(lines) + "\n\n"
+
+    def key(self, document: Document) -> str:
+        line = f"[{document.index}] {printable(document.id)}"
+        return line + (f"  ({printable(document.source)})" if document.source != document.id else "")
+
+    def scan(self, path: Path) -> tuple[list, int]:
+        """Header lines of the complete blocks and the bytes they fill; what follows is a torn write."""
+        keys, length, block = [], 0, []
+        with open(path, "rb") as file:
+            for line in file:
+                if not line.endswith(b"\n"):
+                    break
+                if line != b"\n":
+                    block.append(line)
+                    continue
+                key = block[0].decode("utf-8", errors="surrogateescape").rstrip("\n") if block else ""
+                if not re.match(r"\[\d+\] ", key):
+                    raise ResumeError(f"{path} block {len(keys) + 1} is not a record of "
+                                      f"`persuasion detect --format text`; cannot resume it")
+                keys.append(key)
+                length += sum(map(len, block)) + 1
+                block = []
+        return keys, length
+
+
+def printable(value: str) -> str:
+    """Itself, or JSON-quoted when it holds a line break or other control character."""
+    return value if value.isprintable() else json.dumps(value, ensure_ascii=False)
+
+
+RECORDS = {"jsonl": JsonlRecords(), "csv": CsvRecords(), "text": TextRecords()}
+
+
+# The command
+
+
+def run(args) -> int:
+    if args.batch_size < 1:
+        raise PersuasionError(f"--batch-size {args.batch_size}: must be at least 1")
+    output, output_format, shard, device = destination(args)
+    # `detect docs/ -o docs/found.txt` must not read its own output as an input when resumed
+    sources = [source for source in find_sources(args.inputs, args.pattern) if not is_output(source, output)]
+    records = RECORDS.get(output_format)  # None for html, which is written whole at the end
+    done, keep_bytes = resume_point(output, records, args.resume)
+
+    documents = read_documents(sources, args.text_field, args.id_field, wanted=shard.holds)
+    skip_resumed(documents, done, records, output)
+    detector = load_detector(args.model, device)
+    with progress_bar(args, sources, shard, len(done)) as progress:
+        scored = counted(score_documents(detector, documents, args.batch_size), progress)
+        if records is None:
+            written, failed = write_html_report(scored, output, report_title(args.inputs))
+        else:
+            if keep_bytes is not None:
+                os.truncate(output, keep_bytes)  # drop a torn tail (and, for csv, the last document)
+            written, failed = append_records(scored, records, output)
+    if not args.quiet:
+        kept = f", {len(done)} kept from before" if done else ""
+        print(f"persuasion detect: {written} documents written to {output or 'stdout'} "
+              f"({failed} with an error{kept})", file=sys.stderr)
+    return 0
+
+
+def destination(args) -> tuple[Path | None, str, Shard, str | None]:
+    """(output file or None for stdout, record format, this process's shard, device or None)."""
+    output = Path(args.output) if args.output else None
+    output_format = args.format or (FORMAT_BY_SUFFIX.get(output.suffix.lower(), "jsonl") if output else "jsonl")
+    shard, device, launched = EVERYTHING, None, launcher_rank()
+    if args.shard:
+        shard = parse_shard(args.shard)
+    elif launched:
+        rank, world_size = launched
+        if output is None:
+            raise PersuasionError(f"{world_size} processes cannot share stdout: give --output FILE "
+                                  f"(each writes FILE.rank<RANK>)")
+        shard, output = Shard(rank + 1, world_size), output.with_name(f"{output.name}.rank{rank}")
+        device = launcher_device()
+    if args.resume and output is None:
+        raise PersuasionError("--resume needs --output FILE: there is nothing to resume on stdout")
+    if args.resume and output_format == "html":
+        raise PersuasionError("--resume cannot continue an HTML report (it is written once, at the end); "
+                              "use --format jsonl for long runs")
+    if output is not None and not output.parent.is_dir():
+        raise PersuasionError(f"--output {output}: directory {output.parent} does not exist")
+    return output, output_format, shard, device
+
+
+def resume_point(output: Path | None, records, resume: bool) -> tuple[list, int | None]:
+    """Keys of the records already written, and the length to cut the file to (None: leave it)."""
+    if output is None or not output.is_file() or output.stat().st_size == 0:
+        return [], None
+    if not resume:
+        raise PersuasionError(f"{output} already exists; pass --resume to finish it, or remove it to start over")
+    return records.scan(output)
+
+
+def is_output(source: Source, path: Path | None) -> bool:
+    return path is not None and source.format != "stdin" and Path(source.name).resolve() == path.resolve()
+
+
+def report_title(inputs: list[str]) -> str:
+    named = ", ".join(inputs[:3]) + (f" and {len(inputs) - 3} more" if len(inputs) > 3 else "")
+    return f"Persuasion techniques in {named}"
+
+
+def skip_resumed(documents: Iterator[Document], done: list, records, output: Path) -> None:
+    """Consume the documents already in the output, checking they are the same ones."""
+    for number, key in enumerate(done, 1):
+        document = next(documents, None)
+        if document is None:
+            raise ResumeError(f"{output} holds {len(done)} records but the input has only {number - 1} documents; "
+                              f"the input changed, so remove {output} to start over")
+        if records.key(document) != key:
+            raise ResumeError(f"{output} record {number} is {key!r} but the input gives {records.key(document)!r}; "
+                              f"the input changed, so remove {output} to start over")
+
+
+def launcher_device() -> str | None:
+    """One GPU per process under a launcher; None lets the detector choose."""
+    import torch
+
+    local_rank = os.environ.get("LOCAL_RANK", "")
+    return f"cuda:{local_rank}" if local_rank.isdigit() and torch.cuda.is_available() else None
+
+
+def load_detector(model: str | None, device: str | None):
+    from persuasion.model.detector import Detector  # torch loads slowly: not for input errors or --help
+
+    if model is not None and not Path(model).is_dir():
+        raise PersuasionError(f"--model {model}: no such checkpoint directory")
+    return Detector.load(model, device=device)
+
+
+def score_documents(detector, documents: Iterable[Document], batch_size: int) -> Iterator[Scored]:
+    """(document, result) in input order."""
+    group_size = max(1, batch_size // 4)  # as many documents as Detector.detect_many analyses together
+    group: list[Document] = []
+    for document in documents:
+        group.append(document)
+        if sum(member.error is None for member in group) >= group_size:
+            yield from score_group(detector, group, batch_size)
+            group = []
+    yield from score_group(detector, group, batch_size)
+
+
+def score_group(detector, group: list[Document], batch_size: int) -> Iterator[Scored]:
+    scorable = [document for document in group if document.error is None]
+    try:
+        results = list(detector.detect_many([document.text for document in scorable], batch_size))
+    except Exception:  # one document the model cannot take must not cost the others: score each alone
+        results = [detect_alone(detector, document.text) for document in scorable]
+    outcomes = iter(results)
+    for document in group:
+        result = next(outcomes) if document.error is None else None
+        if isinstance(result, str):
+            yield replace(document, text=None, error=result), None
+        else:
+            yield document, result
+
+
+def detect_alone(detector, text: str) -> DetectionResult | str:
+    try:
+        return detector.detect(text)
+    except Exception as error:
+        detail = (str(error).strip().splitlines() or [""])[0]
+        return f"the model failed on this document: {type(error).__name__}" + (f": {detail}" if detail else "")
+
+
+def append_records(scored: Iterable[Scored], records, output: Path | None) -> tuple[int, int]:
+    """Write each record as soon as it is scored and flush it, so a kill loses at most a torn tail."""
+    file = open(output, "a", encoding="utf-8", newline="") if output is not None else sys.stdout
+    written = failed = 0
+    try:
+        if records.header and (output is None or file.tell() == 0):
+            file.write(records.header)
+        for document, result in scored:
+            file.write(records.render(document, result))
+            file.flush()
+            written, failed = written + 1, failed + (result is None)
+        if output is not None:
+            os.fsync(file.fileno())
+    except BrokenPipeError:
+        if output is not None:
+            raise
+        # Whoever read stdout has gone (`| head`): stop, and spare them Python's complaint at exit.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+    finally:
+        if output is not None:
+            file.close()
+    return written, failed
+
+
+def write_html_report(scored: Iterable[Scored], output: Path | None, title: str) -> tuple[int, int]:
+    """One self-contained page, written whole at the end (an HTML page cannot be appended to)."""
+    from persuasion.highlight import render_report_html
+
+    documents = [(document.id, result if result is not None else document.error) for document, result in scored]
+    failed = sum(isinstance(outcome, str) for _, outcome in documents)  # a string is the error for that document
+    page = render_report_html(documents, title)
+    if output is None:
+        sys.stdout.write(page)
+        sys.stdout.flush()
+    else:
+        write_atomically(output, page)
+    return len(documents), failed
+
+
+def write_atomically(path: Path, content: str) -> None:
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with open(handle, "w", encoding="utf-8", newline="") as file:
+            file.write(content)
+            file.flush()
+            os.fsync(file.fileno())
+        os.replace(temporary, path)
+    except BaseException:
+        Path(temporary).unlink(missing_ok=True)
+        raise
+
+
+def progress_bar(args, sources: list[Source], shard: Shard, resumed: int):
+    """A bar on an interactive stderr for jobs of more than a few documents."""
+    if args.quiet or not sys.stderr.isatty():
+        return nullcontext()
+    total = shard.size(count_documents(sources, args.text_field, args.id_field)) - resumed
+    if total < FEW_DOCUMENTS:
+        return nullcontext()
+    from tqdm import tqdm
+
+    return tqdm(total=total, unit="doc", desc="detect", file=sys.stderr, dynamic_ncols=True)
+
+
+def counted(scored: Iterable, progress) -> Iterator:
+    for item in scored:
+        yield item
+        if progress is not None:
+            progress.update(1)

@@ -1,0 +1,292 @@
+"""Documents to score, read from text files, directories of them, JSONL and CSV rows, or stdin.
+
+Every text is the file decoded as `open(path, encoding="utf-8", newline="")` reads it: a leading
+BOM and CRLF are kept, so span offsets index the file's characters exactly. Input the user can fix
+per document (bad bytes, a malformed row, an empty text) becomes a `Document` with an `error`;
+only a missing path or no input at all stops the whole command.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import json
+import re
+import sys
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass
+from functools import partial
+from pathlib import Path
+
+from persuasion.errors import PersuasionError
+
+MAX_CHARACTERS = 5_000_000  # one document; beyond this, split it (the detector windows any length)
+STDIN = "-"
+STDIN_ID = "<stdin>"
+UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
+ESCAPED_BYTE = re.compile("[\udc80-\udcff]")  # what errors="surrogateescape" makes of a non-UTF-8 byte
+JSON_TYPE_NAMES = {dict: "an object", list: "an array", str: "a string", int: "a number", float: "a number",
+                   bool: "a boolean", type(None): "null"}
+
+
+class InputError(PersuasionError):
+    """An INPUT argument cannot be used at all: the whole command stops."""
+
+
+@dataclass(frozen=True)
+class Document:
+    id: str
+    index: int  # position in the whole input order, across every INPUT
+    source: str  # where it came from: a path, `path:line` for a JSONL or CSV row, or <stdin>
+    text: str | None = None
+    error: str | None = None  # why it cannot be scored, in one line; then text is None
+
+
+@dataclass(frozen=True)
+class Source:
+    name: str  # a path as the user wrote it or as found under a directory they named, or "-"
+    format: str  # "text", "jsonl", "csv" or "stdin"
+
+
+# A document found but not yet read: given its index, read it (so documents another shard
+# scores are counted without reading their text).
+PendingDocument = Callable[[int], Document]
+
+
+def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
+    """Expand INPUT arguments into files, in order; directories are searched recursively, sorted."""
+    if not inputs:
+        raise InputError("no input given: name text, JSONL or CSV files, directories, or - for stdin")
+    sources = []
+    for name in inputs:
+        if name == STDIN:
+            sources.append(Source(STDIN, "stdin"))
+            continue
+        path = Path(name)
+        if path.is_dir():
+            matches = sorted(match for match in path.rglob(pattern) if match.is_file())
+            sources.extend(Source(str(match), format_of(match)) for match in matches)
+        elif path.exists():
+            sources.append(Source(name, format_of(path)))
+        else:
+            raise InputError(f"{name}: no such file or directory")
+    if not sources:
+        raise InputError(f"no input files: no file under {', '.join(inputs)} matches {pattern!r}; "
+                         f"choose another with --pattern")
+    return sources
+
+
+def format_of(path: Path) -> str:
+    return {".jsonl": "jsonl", ".csv": "csv"}.get(path.suffix.lower(), "text")
+
+
+def read_documents(sources: list[Source], text_field: str = "text", id_field: str = "id",
+                   wanted: Callable[[int], bool] | None = None) -> Iterator[Document]:
+    """Documents in input order; only those whose index is `wanted` are read and yielded."""
+    index = 0
+    for source in sources:
+        for pending in pending_documents(source, text_field, id_field):
+            if wanted is None or wanted(index):
+                yield pending(index)
+            index += 1
+
+
+def count_documents(sources: list[Source], text_field: str = "text", id_field: str = "id") -> int:
+    return sum(1 for source in sources for _ in pending_documents(source, text_field, id_field))
+
+
+def pending_documents(source: Source, text_field: str, id_field: str) -> Iterator[PendingDocument]:
+    if source.format == "stdin":
+        yield read_stdin
+    elif source.format == "jsonl":
+        yield from pending_jsonl_rows(source.name, text_field, id_field)
+    elif source.format == "csv":
+        yield from pending_csv_rows(source.name, text_field, id_field)
+    else:
+        yield partial(read_text_file, source.name)
+
+
+def text_problem(text: str) -> str | None:
+    """Why a decoded text cannot be scored, or None."""
+    if not text.strip():
+        return "empty text: nothing to score" if not text else "only whitespace: nothing to score"
+    if len(text) > MAX_CHARACTERS:
+        return f"{len(text):,} characters is over the {MAX_CHARACTERS:,}-character limit; split the document"
+    if "\x00" in text:
+        return f"NUL character at character {text.index(chr(0))}: binary data, not text"
+    surrogate = UNPAIRED_SURROGATE.search(text)
+    if surrogate:
+        return f"unpaired surrogate {ascii(surrogate.group())} at character {surrogate.start()}: not valid text"
+    return None
+
+
+def decode_text(data: bytes) -> tuple[str | None, str | None]:
+    """(text, None) or (None, why not): UTF-8, every character kept, no newline translation."""
+    if data.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        return None, "UTF-16 or UTF-32 byte-order mark: convert the file to UTF-8"
+    nul = data.find(b"\x00")
+    if nul >= 0:
+        return None, f"binary file (NUL byte at byte offset {nul}), not text"
+    try:
+        text = data.decode("utf-8")  # not utf-8-sig: a BOM is character 0, as the offsets count it
+    except UnicodeDecodeError as error:
+        return None, f"not UTF-8: byte 0x{data[error.start]:02x} at byte offset {error.start}; convert it to UTF-8"
+    problem = text_problem(text)
+    return (None, problem) if problem else (text, None)
+
+
+def read_text_file(name: str, index: int) -> Document:
+    path = Path(name)
+    try:
+        size = path.stat().st_size
+        if size > 4 * MAX_CHARACTERS:  # certainly over the limit: do not read it into memory
+            return Document(name, index, name, error=f"{size:,} bytes is over the {MAX_CHARACTERS:,}-character "
+                                                     f"limit; split the document")
+        data = path.read_bytes()
+    except OSError as error:
+        return Document(name, index, name, error=f"cannot read: {error.strerror or error}")
+    text, problem = decode_text(data)
+    return Document(name, index, name, text=text, error=problem)
+
+
+def read_stdin(index: int) -> Document:
+    """The whole of stdin is one document."""
+    stream = getattr(sys.stdin, "buffer", None)
+    if stream is None:
+        return Document(STDIN_ID, index, STDIN_ID, error="stdin is closed or not readable")
+    data = stream.read(4 * MAX_CHARACTERS + 1)
+    if len(data) > 4 * MAX_CHARACTERS:
+        return Document(STDIN_ID, index, STDIN_ID,
+                        error=f"over the {MAX_CHARACTERS:,}-character limit; split the document")
+    text, problem = decode_text(data)
+    return Document(STDIN_ID, index, STDIN_ID, text=text, error=problem)
+
+
+def pending_jsonl_rows(name: str, text_field: str, id_field: str) -> Iterator[PendingDocument]:
+    """One document per non-blank line; the line is parsed only if its document is wanted."""
+    try:
+        file = open(name, "rb")
+    except OSError as error:
+        yield partial(file_error, name, f"cannot read: {error.strerror or error}")
+        return
+    with file:
+        byte_offset = 0
+        line_number = 0
+        try:
+            for line in file:
+                line_number += 1
+                line_offset, byte_offset = byte_offset, byte_offset + len(line)
+                if line_number == 1 and line.startswith(codecs.BOM_UTF8):
+                    line, line_offset = line[len(codecs.BOM_UTF8):], line_offset + len(codecs.BOM_UTF8)
+                if line.strip():
+                    yield partial(read_jsonl_row, line, line_offset, f"{name}:{line_number}", text_field, id_field)
+        except OSError as error:
+            yield partial(file_error, f"{name}:{line_number + 1}",
+                          f"cannot read: {error.strerror or error}; the rest of the file is skipped")
+
+
+def read_jsonl_row(line: bytes, byte_offset: int, source: str, text_field: str, id_field: str,
+                   index: int) -> Document:
+    def failed(problem: str, document_id: str = source) -> Document:
+        return Document(document_id, index, source, error=problem)
+
+    bad_bytes = None
+    try:
+        line_text = line.decode("utf-8")
+    except UnicodeDecodeError as error:
+        bad_bytes = f"not UTF-8: byte 0x{line[error.start]:02x} at byte offset {byte_offset + error.start}"
+        line_text = line.decode("utf-8", errors="surrogateescape")  # still parse it, to name the row by its id
+    try:
+        row = json.loads(line_text)
+    except json.JSONDecodeError as error:
+        return failed(bad_bytes or f"not JSON: {error.msg} at column {error.colno}")
+    except RecursionError:
+        return failed(bad_bytes or "not JSON this reader accepts: nested too deeply")
+    if not isinstance(row, dict):
+        return failed(f"{JSON_TYPE_NAMES.get(type(row), 'a value')}, not an object with a {text_field!r} field")
+    document_id = row_id(row.get(id_field), source)
+    if bad_bytes:
+        return failed(bad_bytes, document_id)
+    if text_field not in row:
+        return failed(f"no {text_field!r} field; name the text field with --text-field", document_id)
+    text = row[text_field]
+    if not isinstance(text, str):
+        return failed(f"{text_field!r} is {JSON_TYPE_NAMES.get(type(text), 'a value')}, not a string", document_id)
+    problem = text_problem(text)
+    if problem:
+        return failed(problem, document_id)
+    return Document(document_id, index, source, text=text)
+
+
+def row_id(value, source: str) -> str:
+    """The row's own id if it has a usable one, else its position, `path:line`."""
+    if isinstance(value, bool) or not isinstance(value, (str, int)):
+        return source
+    value = str(value)
+    if not value or UNPAIRED_SURROGATE.search(value):  # surrogates could not be written out as UTF-8
+        return source
+    return value
+
+
+def pending_csv_rows(name: str, text_field: str, id_field: str) -> Iterator[PendingDocument]:
+    """One document per row after the header; a row that breaks CSV parsing ends the file."""
+    # Documents up to the character limit must parse, so the text-too-long error can name them.
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_CHARACTERS + 1))
+    try:
+        # surrogateescape: a non-UTF-8 byte spoils its row only, not the rest of the file
+        file = open(name, encoding="utf-8", errors="surrogateescape", newline="")
+    except OSError as error:
+        yield partial(file_error, name, f"cannot read: {error.strerror or error}")
+        return
+    with file:
+        reader = csv.reader(file)
+        try:
+            header = next(reader, None)
+        except (csv.Error, OSError) as error:
+            yield partial(file_error, name, f"cannot read the CSV header: {error}")
+            return
+        if header is None:
+            return
+        if header and header[0].startswith("\ufeff"):
+            header[0] = header[0][1:]
+        if text_field not in header:
+            yield partial(file_error, name, f"no {text_field!r} column (columns: {', '.join(map(repr, header))}); "
+                                            f"name the text column with --text-field")
+            return
+        while True:
+            line_number = reader.line_num + 1
+            try:
+                row = next(reader, None)
+            except (csv.Error, OSError) as error:
+                yield partial(file_error, f"{name}:{line_number}",
+                              f"malformed CSV ({error}); the rest of the file is skipped")
+                return
+            if row is None:
+                return
+            if row:  # csv yields [] for a blank line
+                yield partial(read_csv_row, header, row, f"{name}:{line_number}", text_field, id_field)
+
+
+def read_csv_row(header: list[str], row: list[str], source: str, text_field: str, id_field: str,
+                 index: int) -> Document:
+    values = dict(zip(header, row))
+    document_id = row_id(values.get(id_field), source)
+    if ESCAPED_BYTE.search(document_id):
+        document_id = source
+    if len(row) != len(header):
+        return Document(document_id, index, source,
+                        error=f"malformed CSV row: {len(row)} fields where the header has {len(header)}")
+    text = values[text_field]
+    bad_byte = ESCAPED_BYTE.search(text)
+    if bad_byte:
+        byte = ord(bad_byte.group()) - 0xDC00
+        return Document(document_id, index, source,
+                        error=f"not UTF-8: byte 0x{byte:02x} in the {text_field!r} field; convert the file to UTF-8")
+    problem = text_problem(text)
+    if problem:
+        return Document(document_id, index, source, error=problem)
+    return Document(document_id, index, source, text=text)
+
+
+def file_error(source: str, problem: str, index: int) -> Document:
+    return Document(source, index, source, error=problem)

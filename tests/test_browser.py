@@ -1,0 +1,141 @@
+"""The web page in headless Chromium: paste, detect, see the same spans the API returns, escaped.
+
+Set PERSUASION_SCREENSHOT=docs/web-page.png to also render the shipped model's page into that file.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import threading
+import urllib.request
+from contextlib import contextmanager
+from pathlib import Path
+
+import pytest
+
+from persuasion import web
+from persuasion.highlight import display_name
+
+pytestmark = pytest.mark.browser
+
+CHROMIUM = Path("/usr/bin/chromium")
+TEXT = ("They will destroy everything we love. Everyone knows the truth!\n\n"
+        "Our brave soldiers never fail. What about their crimes? It is what it is. <script>alert(1)</script>")
+SCREENSHOT_TEXT = (
+    "The so-called experts have lied to you for years. Every honest citizen knows the truth: this reckless, "
+    "corrupt government is destroying everything our grandparents fought for.\n\n"
+    "Either we stand up now, or we lose our country forever. Leading economists agree that the new tax is the "
+    "only reason prices went up. And what about the opposition's own scandals? Nobody asks about those.\n\n"
+    "Enough is enough. Take back our future!"
+)
+
+
+@contextmanager
+def running(detector, **options):
+    server = web.make_server(detector, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+
+
+@pytest.fixture(scope="module")
+def server(tiny_detector):
+    with running(tiny_detector, model_name="tiny", max_text_chars=5000) as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def page_errors() -> list[str]:
+    """Uncaught script errors and dialogs (an alert() would mean injected markup ran)."""
+    return []
+
+
+@pytest.fixture(scope="module")
+def page(page_errors):
+    if not CHROMIUM.exists():
+        pytest.fail(f"{CHROMIUM} not found: install it (Debian: `apt-get install -y chromium`) to run browser tests")
+    from playwright.sync_api import sync_playwright
+
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=["--no-sandbox"], headless=True)
+        page = browser.new_page(viewport={"width": 1200, "height": 900})
+        page.on("pageerror", lambda error: page_errors.append(str(error)))
+        page.on("dialog", lambda dialog: page_errors.append(f"dialog opened: {dialog.message}") or dialog.dismiss())
+        yield page
+        browser.close()
+
+
+def api_detect(server, text: str) -> dict:
+    request = urllib.request.Request(server.url + "api/detect", data=json.dumps({"text": text}).encode(),
+                                     headers={"Content-Type": "application/json"})
+    with urllib.request.urlopen(request, timeout=120) as response:
+        return json.load(response)
+
+
+def detect_in_page(page, server, text: str, outcome: str = "done"):
+    page.goto(server.url)
+    page.fill("#text", text)
+    page.click("#detect")
+    page.wait_for_selector(f'#result[data-state="{outcome}"]', state="attached", timeout=120_000)
+
+
+def assert_page_shows_api_spans(page, server, text: str):
+    """Each span the API returns is highlighted in the page, with its technique, over exactly its text."""
+    expected = api_detect(server, text)
+    detect_in_page(page, server, text)
+    segments = page.eval_on_selector_all(
+        "#result mark.segment",
+        "marks => marks.map(m => ({text: m.textContent, spans: m.dataset.spans.split(' ').map(Number),"
+        " techniques: m.dataset.techniques.split(' '), title: m.title}))")
+    for index, span in enumerate(expected["spans"]):
+        covering = [segment for segment in segments if index in segment["spans"]]
+        assert "".join(segment["text"] for segment in covering) == span["text"]
+        assert all(span["technique"] in segment["techniques"] for segment in covering)
+        assert all(display_name(span["technique"]) in segment["title"] for segment in covering)
+    rows = page.eval_on_selector_all(
+        "#result tr.span",
+        "rows => rows.map(r => [r.dataset.technique, Number(r.dataset.start), Number(r.dataset.end)])")
+    assert rows == [[span["technique"], span["start"], span["end"]] for span in expected["spans"]]
+    assert page.inner_text("#result .document-text") == text
+    assert f"{len(expected['spans'])} span" in page.inner_text("#status")
+    return expected
+
+
+def test_page_highlights_the_spans_the_api_returns(server, page, tmp_path):
+    expected = assert_page_shows_api_spans(page, server, TEXT)
+    assert expected["spans"], "the tiny model should emit spans for this text"
+    screenshot = tmp_path / "web-page.png"
+    page.screenshot(path=str(screenshot), full_page=True)
+    assert screenshot.stat().st_size > 10_000
+
+
+def test_script_in_the_text_renders_as_text(server, page, page_errors):
+    text = "<script>alert(1)</script><img src=x onerror=alert(2)> Everyone knows the truth!"
+    detect_in_page(page, server, text)
+    assert page.inner_text("#result .document-text") == text
+    assert page.locator("#result script, #result img").count() == 0
+    assert page_errors == []
+
+
+def test_errors_are_shown_not_thrown(server, page):
+    detect_in_page(page, server, "x" * (server.max_text_chars + 1), outcome="error")
+    assert "limit" in page.inner_text("#status")
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not os.environ.get("PERSUASION_SCREENSHOT"), reason="set PERSUASION_SCREENSHOT=path.png")
+def test_screenshot_of_the_shipped_model(page):
+    from persuasion import Detector
+
+    with running(Detector.load(), model_name="shipped") as server:
+        expected = assert_page_shows_api_spans(page, server, SCREENSHOT_TEXT)
+    assert expected["spans"], "the shipped model found nothing in the screenshot text"
+    path = Path(os.environ["PERSUASION_SCREENSHOT"])
+    path.parent.mkdir(parents=True, exist_ok=True)
+    page.screenshot(path=str(path), full_page=True)

@@ -1,0 +1,281 @@
+"""The Detector API on a tiny random model: offsets are exact on any string, long documents are
+covered end to end, batching changes nothing, and the result's views agree with its spans."""
+
+from __future__ import annotations
+
+import json
+import random
+from collections import Counter
+from dataclasses import asdict
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+from persuasion import TECHNIQUES
+from persuasion.errors import PersuasionError
+from persuasion.model.network import BEGIN, INSIDE
+from persuasion.model.windows import batch_windows, plan_windows
+
+# Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
+# points, combining marks, right-to-left scripts, CJK, zero-width and control characters.
+AWKWARD_PIECES = [
+    "\ufeff", "\r\n", "\n", "\r", "\t", " " * 40, "\n" * 5, "\u00a0", "\u3000",
+    "😀", "👨‍👩‍👧‍👦", "👍🏽", "🏳️‍🌈", "🇺🇸",
+    "e\u0301", "a\u0308\u0323", "\u0301", "Å",
+    "مرحبا بالعالم", "שָׁלוֹם עולם", "\u200f", "\u202e",
+    "中文字符很好。", "日本語のテキスト", "한국어",
+    "\u200b", "\u200c", "\u200d", "\u2060", "\x00", "\x07", "\x1b", "\x7f", "\x85",
+    "They will destroy our great nation!", "Everyone knows the truth.", "U.S.", "don't", "well-known",
+    "?", "...", "!!!", "\"quoted\"", "(brackets)",
+]
+awkward_texts = st.lists(st.one_of(st.sampled_from(AWKWARD_PIECES), st.text(max_size=12)), max_size=30).map("".join)
+
+WORDS = ("the government will destroy our great nation and every patriot must stand up now they lie "
+         "about everything a shameful betrayal of the people who trusted them").split()
+
+
+def make_article(num_words: int, seed: int = 0) -> str:
+    """Sentences of random words, several to a paragraph, ending with a recognisable sentence."""
+    rng = random.Random(seed)
+    paragraphs, sentence, paragraph = [], [], []
+    for _ in range(num_words):
+        sentence.append(rng.choice(WORDS))
+        if len(sentence) >= rng.randint(6, 20):
+            paragraph.append(" ".join(sentence).capitalize() + rng.choice([".", "!", "?"]))
+            sentence = []
+            if len(paragraph) >= 4:
+                paragraphs.append(" ".join(paragraph))
+                paragraph = []
+    paragraphs.append(" ".join(paragraph + [" ".join(sentence)]).strip())
+    return "\n\n".join(paragraphs) + "\nThis is the very last sentence"
+
+
+@pytest.fixture(scope="module")
+def long_article() -> str:
+    return make_article(3_200)
+
+
+def assert_well_formed(result, text: str) -> None:
+    assert result.text == text
+    previous_end, previous_offsets = 0, None
+    for span in result.spans:
+        assert 0 <= span.start < span.end <= len(text)
+        assert text[span.start: span.end] == span.text
+        assert span.technique in TECHNIQUES
+        assert 0.0 <= span.score <= 1.0 + 1e-9
+        if (span.start, span.end) != previous_offsets:  # a span may carry several techniques
+            assert span.start >= previous_end, "spans overlap or are out of order"
+            previous_end, previous_offsets = span.end, (span.start, span.end)
+    previous_end = 0
+    for sentence in result.sentences:
+        assert previous_end <= sentence.start < sentence.end <= len(text)
+        assert text[sentence.start: sentence.end].strip()
+        assert 0.0 <= sentence.score <= 1.0
+        previous_end = sentence.end
+
+
+def assert_same_results(left, right) -> None:
+    """Equal up to float noise from padding windows differently in a batch."""
+    assert left.text == right.text
+    assert [(s.start, s.end, s.text, s.technique) for s in left.spans] == \
+        [(s.start, s.end, s.text, s.technique) for s in right.spans]
+    assert [s.score for s in left.spans] == pytest.approx([s.score for s in right.spans], abs=1e-5)
+    assert [(s.start, s.end) for s in left.sentences] == [(s.start, s.end) for s in right.sentences]
+    assert [s.score for s in left.sentences] == pytest.approx([s.score for s in right.sentences], abs=1e-5)
+
+
+# Offsets on any string
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=awkward_texts)
+def test_offsets_are_exact_on_awkward_text(tiny_detector, text):
+    assert_well_formed(tiny_detector.detect(text), text)
+
+
+@settings(max_examples=30, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(text=st.text(min_size=1, max_size=300))
+def test_offsets_are_exact_on_random_unicode(tiny_detector, text):
+    assert_well_formed(tiny_detector.detect(text), text)
+
+
+def test_spans_are_found_in_text_with_a_bom_and_crlf(tiny_detector):
+    """The test model does emit spans on such text, so the checks above are not vacuous."""
+    text = "\ufeffThey will destroy our great nation!\r\n\r\nEveryone knows 👨‍👩‍👧‍👦 the truth.\r\n"
+    result = tiny_detector.detect(text)
+    assert result.spans
+    assert_well_formed(result, text)
+
+
+@pytest.mark.parametrize("text", ["", " ", "\n\n\t  \r\n", "\u3000\u00a0 "])
+def test_empty_and_blank_text_give_an_empty_result(tiny_detector, text):
+    result = tiny_detector.detect(text)
+    assert (result.text, result.spans, result.sentences, result.summary) == (text, [], [], [])
+    assert result.to_dict() == {"spans": [], "sentences": [], "summary": []}
+
+
+@pytest.mark.parametrize("value", [None, b"bytes are not text", 42, ["a list"]])
+def test_non_text_input_is_a_type_error(tiny_detector, value):
+    with pytest.raises(TypeError):
+        tiny_detector.detect(value)
+    with pytest.raises(TypeError):
+        list(tiny_detector.detect_many(["fine", value]))
+
+
+# Long documents
+
+
+def test_long_document_is_covered_to_its_last_token(tiny_detector, long_article):
+    analysis = tiny_detector._analyse([long_article])[0]
+    document = analysis.document
+    assert len(document.token_ids) > 10 * tiny_detector.settings.window_tokens
+    assert document.offsets[-1][1] == len(long_article)  # the tokenizer did not truncate
+    covered = np.zeros(len(document.token_ids), dtype=bool)
+    for window in analysis.windows:
+        covered[window.token_start: window.token_end] = True
+    assert covered.all()
+    assert (analysis.p_inside > 0).all()  # a token no window saw would score exactly 0
+
+
+def test_long_document_result_is_well_formed_to_the_end(tiny_detector, long_article):
+    result = tiny_detector.detect(long_article)
+    assert_well_formed(result, long_article)
+    assert len(result.spans) > 100
+    last = result.sentences[-1]
+    assert long_article[last.start: last.end] == "This is the very last sentence"
+    assert last.score > 0
+
+
+def test_window_probabilities_are_averaged_over_every_window_that_sees_a_token(tiny_detector, long_article):
+    """Batched, padded windows give what each window alone gives, averaged where windows overlap."""
+    detector = tiny_detector
+    analysis = detector._analyse([long_article], batch_size=7)[0]
+    token_ids = analysis.document.token_ids
+    sums = np.zeros((len(token_ids), 3))
+    counts = np.zeros(len(token_ids))
+    for start, end in plan_windows(len(token_ids), detector.settings.window_tokens - 2, detector.settings.window_stride):
+        input_ids, attention_mask = batch_windows([token_ids[start:end]], detector.tokenizer)
+        with torch.inference_mode():
+            logits = detector.network.tag_logits(detector.network.encode(input_ids, attention_mask))
+        probabilities = (logits / detector.settings.span_temperature).softmax(-1)[0, 1: 1 + end - start].numpy()
+        sums[start:end] += probabilities
+        counts[start:end] += 1
+    assert counts.min() >= 1 and counts.max() >= 2  # the windows do overlap
+    mean = sums / counts[:, None]
+    np.testing.assert_allclose(analysis.p_inside, mean[:, BEGIN] + mean[:, INSIDE], atol=1e-5)
+    np.testing.assert_allclose(analysis.p_begin, mean[:, BEGIN], atol=1e-5)
+
+
+def test_a_span_across_window_borders_comes_back_whole(tiny_detector, long_article):
+    detector = tiny_detector
+    analysis = detector._analyse([long_article])[0]
+    first, last = 5, 5 + 3 * detector.settings.window_tokens  # crosses several window borders
+    assert not any(w.token_start <= first and last < w.token_end for w in analysis.windows)
+    analysis.p_inside[:] = 0.0
+    analysis.p_begin[:] = 0.0
+    analysis.p_inside[first: last + 1] = 0.9
+    analysis.p_begin[first] = 0.9
+    result = detector._result(analysis)
+    assert {(span.start, span.end) for span in result.spans} == {
+        detector._snap_to_words(long_article, analysis.document.offsets[first][0], analysis.document.offsets[last][1])}
+    assert_well_formed(result, long_article)
+
+
+# Batching
+
+
+@pytest.mark.parametrize("batch_size", [1, 3, 32])
+def test_detect_many_keeps_order_and_matches_detect(tiny_detector, long_article, batch_size):
+    texts = [long_article[:20_000], "", "Short.", make_article(40, seed=1), "\ufeffÅ 👍🏽 שלום\r\n中文。",
+             "   ", make_article(900, seed=2), "They lie!", make_article(5, seed=3)]
+    one_by_one = [tiny_detector.detect(text) for text in texts]
+    batched = list(tiny_detector.detect_many(iter(texts), batch_size=batch_size))
+    assert [result.text for result in batched] == texts
+    for single, many in zip(one_by_one, batched):
+        assert_same_results(single, many)
+
+
+# Classifying a given span
+
+
+def test_classify_ranks_all_techniques(tiny_detector, long_article):
+    for start, end in [(0, 4), (10, 60), (len(long_article) - 30, len(long_article)), (5_000, 9_000)]:
+        ranked = tiny_detector.classify(long_article, start, end)
+        assert sorted(technique for technique, _ in ranked) == sorted(TECHNIQUES)
+        probabilities = [probability for _, probability in ranked]
+        assert sum(probabilities) == pytest.approx(1.0, abs=1e-5)
+        assert probabilities == sorted(probabilities, reverse=True)
+        assert all(0.0 <= p <= 1.0 for p in probabilities)
+
+
+def test_classify_agrees_with_the_technique_detect_gives_a_span(tiny_detector):
+    text = make_article(300, seed=4)
+    result = tiny_detector.detect(text)
+    first_label = {}
+    for span in result.spans:
+        first_label.setdefault((span.start, span.end), span.technique)
+    assert first_label
+    for (start, end), technique in list(first_label.items())[:20]:
+        assert tiny_detector.classify(text, start, end)[0][0] == technique
+
+
+def test_classify_a_span_of_only_whitespace_is_uniform(tiny_detector):
+    ranked = tiny_detector.classify("left      right", 5, 9)
+    assert [p for _, p in ranked] == pytest.approx([1 / len(TECHNIQUES)] * len(TECHNIQUES))
+
+
+@pytest.mark.parametrize("start, end", [(5, 5), (6, 5), (-1, 3), (0, 13), (12, 13), (40, 50)])
+def test_classify_rejects_a_span_outside_the_text(tiny_detector, start, end):
+    with pytest.raises(ValueError):
+        tiny_detector.classify("Twelve chars", start, end)
+
+
+# The result's views
+
+
+def test_summary_and_to_dict_agree_with_the_spans(tiny_detector):
+    text = make_article(400, seed=5)
+    result = tiny_detector.detect(text)
+    assert len({span.technique for span in result.spans}) > 1
+    counts = Counter(span.technique for span in result.spans)
+    summary = result.summary
+    assert {row.technique: row.count for row in summary} == counts
+    for row in summary:
+        assert row.max_score == max(span.score for span in result.spans if span.technique == row.technique)
+    assert [(row.count, row.max_score) for row in summary] == sorted(
+        [(row.count, row.max_score) for row in summary], reverse=True)
+
+    record = json.loads(json.dumps(result.to_dict(include_text=True)))
+    assert record["text"] == text
+    assert record["spans"] == [asdict(span) for span in result.spans]
+    assert record["sentences"] == [asdict(sentence) for sentence in result.sentences]
+    assert record["summary"] == [asdict(row) for row in summary]
+    assert all(text[s["start"]: s["end"]] == s["text"] for s in record["spans"])
+    assert "text" not in result.to_dict()
+
+
+# Int8 quantisation
+
+
+def test_quantised_detector_gives_well_formed_spans_close_to_the_float_model(tiny_checkpoint, tiny_detector,
+                                                                            long_article):
+    from persuasion import Detector
+
+    quantised = Detector.load(tiny_checkpoint, device="cpu", quantize=True)
+    assert not any(type(module) is torch.nn.Linear for module in quantised.network.modules())
+    text = long_article[:8_000]
+    result = quantised.detect(text)
+    assert result.spans
+    assert_well_formed(result, text)
+    difference = quantised._analyse([text])[0].p_inside - tiny_detector._analyse([text])[0].p_inside
+    assert np.abs(difference).max() < 0.05
+
+
+def test_quantisation_on_a_gpu_is_refused(tiny_checkpoint):
+    from persuasion import Detector
+
+    with pytest.raises(PersuasionError, match="CPU only"):
+        Detector.load(tiny_checkpoint, device="cuda", quantize=True)

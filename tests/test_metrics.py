@@ -1,0 +1,96 @@
+"""The official SemEval-2020 Task 11 measures on cases small enough to compute by hand."""
+
+import pytest
+
+from persuasion.eval.metrics import expected_calibration_error, flc_scores, si_scores, tc_scores
+
+approx = pytest.approx
+
+
+def test_si_partial_overlap_credits_the_shared_characters():
+    # predicted 0-10, gold 5-15: 5 shared characters; P = 5/10, R = 5/10
+    scores = si_scores({"a": [(0, 10)]}, {"a": [(5, 15)]})
+    assert (scores["precision"], scores["recall"], scores["f1"]) == (approx(0.5), approx(0.5), approx(0.5))
+
+
+def test_si_pools_articles_and_divides_by_span_counts():
+    # article a: exact hit (1, 1); article b: prediction 0-4 inside gold 0-8 (P credit 1, R credit 0.5)
+    # plus one false positive. P = (1 + 1 + 0) / 3, R = (1 + 0.5) / 2
+    predicted = {"a": [(10, 20)], "b": [(0, 4), (30, 40)]}
+    gold = {"a": [(10, 20)], "b": [(0, 8)]}
+    scores = si_scores(predicted, gold)
+    assert scores["precision"] == approx(2 / 3)
+    assert scores["recall"] == approx(0.75)
+    assert scores["f1"] == approx(2 * (2 / 3) * 0.75 / (2 / 3 + 0.75))
+
+
+def test_si_merges_overlapping_and_nested_spans_on_both_sides():
+    # predicted 0-10 and nested 2-5 merge into 0-10; gold 0-6 and 4-10 merge into 0-10
+    scores = si_scores({"a": [(0, 10), (2, 5)]}, {"a": [(0, 6), (4, 10)]})
+    assert scores["predicted_spans"] == 1 and scores["gold_spans"] == 1
+    assert scores["f1"] == approx(1.0)
+
+
+def test_si_one_prediction_covering_two_gold_spans():
+    # predicted 0-20 over gold 0-5 and 10-20: P = (5 + 10) / 20, R = (1 + 1) / 2
+    scores = si_scores({"a": [(0, 20)]}, {"a": [(0, 5), (10, 20)]})
+    assert scores["precision"] == approx(0.75)
+    assert scores["recall"] == approx(1.0)
+
+
+def test_si_empty_predictions_and_articles_without_gold():
+    assert si_scores({}, {"a": [(0, 5)]}) == {"precision": 0.0, "recall": 0.0, "f1": 0.0,
+                                              "predicted_spans": 0, "gold_spans": 1}
+    # predictions in an article with no gold are pure false positives
+    scores = si_scores({"a": [(0, 5)], "b": [(0, 5)]}, {"a": [(0, 5)], "b": []})
+    assert scores["precision"] == approx(0.5) and scores["recall"] == approx(1.0)
+    assert si_scores({}, {})["f1"] == 0.0
+
+
+def test_tc_duplicate_fragment_with_two_techniques_matches_as_a_multiset():
+    gold = {"a": [(0, 5, "Loaded_Language"), (0, 5, "Name_Calling,Labeling"), (7, 9, "Doubt")]}
+    swapped = {"a": [(0, 5, "Name_Calling,Labeling"), (0, 5, "Loaded_Language"), (7, 9, "Doubt")]}
+    assert tc_scores(swapped, gold)["micro_f1"] == approx(1.0)
+    repeated = {"a": [(0, 5, "Loaded_Language"), (0, 5, "Loaded_Language"), (7, 9, "Doubt")]}
+    scores = tc_scores(repeated, gold)
+    assert scores["micro_f1"] == approx(2 / 3)
+    loaded = scores["per_technique"]["Loaded_Language"]
+    assert (loaded["precision"], loaded["recall"]) == (approx(0.5), approx(1.0))
+    assert scores["per_technique"]["Name_Calling,Labeling"]["recall"] == 0.0
+
+
+def test_tc_macro_averages_over_gold_techniques():
+    gold = {"a": [(0, 1, "Doubt"), (2, 3, "Doubt"), (4, 5, "Slogans"), (6, 7, "Slogans")]}
+    predicted = {"a": [(0, 1, "Doubt"), (2, 3, "Doubt"), (4, 5, "Doubt"), (6, 7, "Slogans")]}
+    scores = tc_scores(predicted, gold)
+    # Doubt: P 2/3, R 1 -> F1 0.8; Slogans: P 1, R 1/2 -> F1 2/3
+    assert scores["micro_f1"] == approx(0.75)
+    assert scores["macro_f1"] == approx((0.8 + 2 / 3) / 2)
+    assert scores["confusion"] == {"Doubt\tDoubt": 2, "Slogans\tDoubt": 1, "Slogans\tSlogans": 1}
+
+
+def test_tc_missing_answers_lower_recall_only():
+    gold = {"a": [(0, 1, "Doubt"), (2, 3, "Doubt")]}
+    scores = tc_scores({"a": [(0, 1, "Doubt")]}, gold)
+    assert scores["micro_precision"] == approx(1.0) and scores["micro_recall"] == approx(0.5)
+
+
+def test_flc_counts_overlap_only_between_equal_techniques():
+    gold = {"a": [(0, 10, "Doubt"), (5, 10, "Slogans")]}
+    predicted = {"a": [(0, 10, "Slogans")]}
+    # only 5-10 matches (Slogans): P = 5/10 over 1 prediction, R = (0 + 5/5) / 2
+    scores = flc_scores(predicted, gold)
+    assert scores["precision"] == approx(0.5) and scores["recall"] == approx(0.5)
+    assert scores["per_technique"]["Doubt"]["recall"] == 0.0
+
+
+def test_flc_of_perfect_multi_technique_prediction_is_one():
+    gold = {"a": [(0, 10, "Doubt"), (0, 10, "Slogans"), (20, 30, "Doubt")]}
+    assert flc_scores(gold, gold)["f1"] == approx(1.0)
+    assert flc_scores({}, gold)["f1"] == 0.0
+
+
+def test_expected_calibration_error():
+    assert expected_calibration_error([0.9, 0.9, 0.9, 0.9], [True, True, True, False]) == approx(0.15)
+    assert expected_calibration_error([0.25, 0.75], [False, True]) == approx(0.25)
+    assert expected_calibration_error([], []) == 0.0

@@ -1,0 +1,92 @@
+"""`persuasion speed` on a tiny corpus and the tiny model: every figure is there and positive.
+
+No timing thresholds: timings on a shared machine flake; the figures' presence and bookkeeping do not.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+
+import pytest
+
+from persuasion.cli import main
+
+WORDS = "they will destroy our great nation and every patriot must stand up now against the lies".split()
+SYSTEMS = ["detector (full pipeline)", "detector int8 (full pipeline)", "transformers pipeline (reference)"]
+
+
+@pytest.fixture(scope="module")
+def ptc_folder(tmp_path_factory):
+    """The PTC layout as the reader needs it: `dev-articles/article<ID>.txt`, lengths far apart."""
+    folder = tmp_path_factory.mktemp("ptc")
+    articles = folder / "dev-articles"
+    articles.mkdir()
+    rng = random.Random(0)
+    for article_id, num_words in [(111, 12), (222, 400), (333, 60), (444, 1500), (555, 30)]:
+        sentences = [" ".join(rng.choice(WORDS) for _ in range(10)).capitalize() + "." for _ in range(num_words // 10)]
+        (articles / f"article{article_id}.txt").write_text("Title here\n\n" + " ".join(sentences) + "\n",
+                                                          encoding="utf-8")
+    return folder
+
+
+def test_speed_reports_every_system_and_the_long_document(ptc_folder, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "speed.json"
+    code = main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(tiny_checkpoint),
+                 "--limit", "3", "--batch-size", "8", "--quantize", "--long-words", "2000", "--json", str(out)])
+    assert code == 0
+
+    figures = json.loads(out.read_text())
+    assert figures["documents"] == 3 and figures["tokens"] > 0
+    assert [row["system"] for row in figures["systems"]] == SYSTEMS
+    for row in figures["systems"]:
+        assert row["documents"] == 3
+        assert row["tokens"] == figures["tokens"]  # one token count for every system, so rates compare
+        assert row["seconds"] > 0 and row["tokens_per_second"] > 0
+        assert row["ratio_to_reference"] > 0
+        assert row["peak_rss_mib"] > 0 and row["peak_increase_mib"] >= 0
+    assert figures["systems"][-1]["ratio_to_reference"] == pytest.approx(1.0)
+
+    long_document = figures["long_document"]
+    assert long_document["words"] == 2000 and long_document["documents"] == 1
+    assert long_document["tokens"] >= 2000
+    assert long_document["seconds"] > 0 and long_document["peak_rss_mib"] > 0
+
+    printed = capsys.readouterr().out
+    for system in SYSTEMS + ["detector, one 2,000-word document"]:
+        assert system in printed
+    assert f"{figures['tokens']:,} tokens" in printed
+    assert "long document:" in printed and "MiB limit" in printed
+
+
+def test_reference_pipeline_reads_every_token_of_a_long_text(tiny_checkpoint, tiny_detector):
+    from persuasion.eval.speed import build_reference
+
+    text = " ".join(WORDS * 40) + " final words"
+    entities = build_reference(tiny_checkpoint, tiny_detector, "cpu")(text)
+    assert len(tiny_detector.tokenizer(text)["input_ids"]) > 10 * tiny_detector.settings.window_tokens
+    assert entities[-1]["end"] == len(text)  # not truncated to the first window
+    assert entities[0]["start"] == 0
+
+
+def test_long_document_has_the_requested_number_of_words():
+    from persuasion.eval.speed import long_document
+
+    text = long_document(["One two three.\n\nFour five.", "Six"], 50)
+    assert len(text.split()) == 50
+    assert text.startswith("One two three.\n\nFour five.\n\nSix\n\nOne two")
+
+
+@pytest.mark.parametrize("arguments, message", [
+    (["--data", "{missing}"], "no such folder"),
+    (["--data", "{ptc}", "--split", "test"], "no such folder"),
+    (["--data", "{ptc}", "--limit", "-1"], "--limit"),
+    (["--data", "{ptc}", "--batch-size", "0"], "--batch-size"),
+    (["--data", "{ptc}", "--model", "{missing}"], "not a persuasion checkpoint"),
+])
+def test_user_errors_are_one_line(ptc_folder, tmp_path, capsys, arguments, message):
+    arguments = [a.format(missing=tmp_path / "nowhere", ptc=ptc_folder) for a in arguments]
+    assert main(["speed", *arguments]) == 2
+    error = capsys.readouterr().err
+    assert error.startswith("persuasion speed: error:") and message in error
+    assert error.count("\n") == 1

@@ -37,10 +37,12 @@ class DetectorSettings:
     window_stride: int = 96  # content tokens between window starts at inference
     span_threshold: float = 0.5  # p(token inside a span) needed to be tagged
     span_min_score: float = 0.0  # a detected span's mean p(inside) must reach this
+    span_gap_tokens: int = 0  # runs this few tokens apart on one line join into one span
     technique_thresholds: dict[str, float] = field(default_factory=dict)  # extra labels in the full pipeline
     span_temperature: float = 1.0
     technique_temperature: float = 1.0
     repetition_rule: bool = False  # mark spans whose normalised text recurs in the article as Repetition
+    repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
     base_model: str = ""
     recipe: dict = field(default_factory=dict)
 

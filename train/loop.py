@@ -13,6 +13,7 @@ import random
 import time
 from pathlib import Path
 
+from persuasion.train.features import IGNORE
 from persuasion.train.recipe import Recipe, parse_override
 
 
@@ -63,7 +64,10 @@ def training_loss(network, batch: dict, token_loss, class_weights, technique_los
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans."""
     tag_logits, technique_logits = network(batch["input_ids"], batch["attention_mask"],
                                            batch["span_window"], batch["span_bounds"])
-    loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
+    if (batch["tags"] != IGNORE).any():
+        loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
+    else:  # a batch of texts without span tags (memes): technique loss only
+        loss = tag_logits.sum() * 0.0
     if len(technique_logits):
         weighted_targets = batch["span_targets"] * class_weights
         technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
@@ -81,7 +85,7 @@ def train(recipe: Recipe, log=None) -> Path:
     from persuasion.model.detector import Detector
     from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
     from persuasion.taxonomy import TECHNIQUES
-    from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
+    from persuasion.train.features import collate, cut_windows, encode_article
     from persuasion.train.tune import tune_detector, validation_scores
 
     accelerator = Accelerator(mixed_precision=recipe.mixed_precision)
@@ -109,9 +113,12 @@ def train(recipe: Recipe, log=None) -> Path:
     network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
     if recipe.freeze_word_embeddings:
         network.encoder.get_input_embeddings().weight.requires_grad_(False)
-    if recipe.meme_dir:
-        train_articles = train_articles + read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
+    if recipe.meme_dir:
+        # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
+        memes = read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
+        encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
+        say(f"{len(memes)} meme texts added for the technique head")
     class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting)
     content_tokens = recipe.window_tokens - 2
 

@@ -10,6 +10,8 @@ from persuasion.eval.systems import detector_tc_answers
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
+SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
+REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 
 
 def validation_scores(detector, articles: list[Article]) -> dict:
@@ -21,19 +23,28 @@ def validation_scores(detector, articles: list[Article]) -> dict:
             "tc_macro_f1": tc["macro_f1"], "selection": si["f1"] + tc["micro_f1"]}
 
 
-def best_span_threshold(detector, analyses, articles: list[Article]) -> tuple[float, dict]:
+def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple[int, ...] | None = None
+                        ) -> tuple[float, dict]:
+    """The span threshold (and, given `gaps`, the span gap) with the best validation SI F1.
+
+    Sets the best gap on the detector's settings; returns (threshold, SI scores).
+    """
     gold = si_gold(articles)
-    original = detector.settings.span_threshold
-    best = (original, {"f1": -1.0})
-    for threshold in SPAN_THRESHOLDS:
-        detector.settings.span_threshold = float(threshold)
-        predicted = {a.article_id: [(s, e) for s, e, _ in detector._decode_spans(analysis)]
-                     for a, analysis in zip(articles, analyses)}
-        scores = si_scores(predicted, gold)
-        if scores["f1"] > best[1]["f1"]:
-            best = (float(threshold), scores)
-    detector.settings.span_threshold = original
-    return best
+    settings = detector.settings
+    original_threshold = settings.span_threshold
+    gaps = gaps if gaps is not None else (settings.span_gap_tokens,)
+    best = (original_threshold, settings.span_gap_tokens, {"f1": -1.0})
+    for gap in gaps:
+        settings.span_gap_tokens = int(gap)
+        for threshold in SPAN_THRESHOLDS:
+            settings.span_threshold = float(threshold)
+            predicted = {a.article_id: [(s, e) for s, e, _ in detector._decode_spans(analysis)]
+                         for a, analysis in zip(articles, analyses)}
+            scores = si_scores(predicted, gold)
+            if scores["f1"] > best[2]["f1"]:
+                best = (float(threshold), int(gap), scores)
+    settings.span_threshold, settings.span_gap_tokens = original_threshold, best[1]
+    return best[0], best[2]
 
 
 def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
@@ -98,11 +109,18 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     settings.span_temperature = fit_temperature(np.concatenate(token_log_probabilities), np.array(token_tags))
     log(f"temperatures: span {settings.span_temperature}, technique {settings.technique_temperature}")
 
-    analyses = detector._analyse(texts)  # again, under the fitted span temperature
-    settings.span_threshold, si = best_span_threshold(detector, analyses, articles)
-    log(f"span threshold {settings.span_threshold}: validation SI {si}")
-
     gold = technique_gold(articles)
+    tc_by_boost = {}
+    for boost in REPETITION_BOOSTS:
+        settings.repetition_boost = boost
+        tc_by_boost[boost] = tc_scores(classify_gold_spans(detector, analyses, articles), gold)["micro_f1"]
+    settings.repetition_boost = max(REPETITION_BOOSTS, key=lambda boost: (tc_by_boost[boost], -boost))
+    log(f"repetition boost {settings.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
+
+    analyses = detector._analyse(texts)  # again, under the fitted span temperature
+    settings.span_threshold, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS)
+    log(f"span threshold {settings.span_threshold}, gap {settings.span_gap_tokens} tokens: validation SI {si}")
+
     flc_by_rule = {}
     for rule in (False, True):
         settings.repetition_rule = rule
@@ -116,4 +134,4 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     return {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
             "flc_f1": max(flc_by_rule.values()), "span_threshold": settings.span_threshold,
             "span_temperature": settings.span_temperature, "technique_temperature": settings.technique_temperature,
-            "repetition_rule": settings.repetition_rule}
+            "repetition_rule": settings.repetition_rule, "repetition_boost": settings.repetition_boost}

@@ -1,0 +1,56 @@
+"""The shipped model: loads with no argument, finds well-formed spans, and still earns its recorded metrics."""
+
+import json
+
+import pytest
+
+from persuasion.model.detector import SHIPPED_DIR
+from persuasion.taxonomy import TECHNIQUES
+
+pytestmark = pytest.mark.slow
+
+
+@pytest.fixture(scope="module")
+def shipped():
+    from persuasion import Detector
+
+    return Detector.load(device="cpu")
+
+
+def test_shipped_model_finds_well_formed_spans_in_a_dev_article(shipped, ptc_dir):
+    from persuasion.corpus import read_ptc_articles
+
+    articles = {a.article_id: a for a in read_ptc_articles(ptc_dir, "dev")}
+    article = max(articles.values(), key=lambda a: len(a.spans))  # plenty for the model to find
+    result = shipped.detect(article.text)
+    assert len(result.spans) >= 5
+    for span in result.spans:
+        assert 0 <= span.start < span.end <= len(article.text)
+        assert article.text[span.start:span.end] == span.text and span.text.strip()
+        assert span.technique in TECHNIQUES and 0.0 < span.score <= 1.0
+    assert result.spans == sorted(result.spans, key=lambda s: (s.start, s.end, -s.score))
+    # most found fragments overlap a gold span of the same article
+    gold = [(s.start, s.end) for s in article.spans]
+    hits = sum(any(s.start < e and b < s.end for b, e in gold) for s in result.spans)
+    assert hits >= len(result.spans) / 2
+
+
+def test_shipped_model_still_earns_its_recorded_dev_metrics(ptc_dir, tmp_path):
+    from persuasion.eval.benchmark import run_benchmark
+
+    recorded = json.loads((SHIPPED_DIR / "metrics.json").read_text())
+    measured = run_benchmark(ptc_dir, "dev", tmp_path, "shipped", progress=False)
+    for task, key in [("si", "precision"), ("si", "recall"), ("si", "f1"), ("tc", "micro_f1"), ("tc", "macro_f1"),
+                      ("flc", "f1")]:
+        assert measured[task][key] == pytest.approx(recorded[task][key], abs=1e-3), (task, key)
+
+
+def test_shipped_model_meets_the_must_targets():
+    recorded = json.loads((SHIPPED_DIR / "metrics.json").read_text())
+    assert recorded["tc"]["micro_f1"] >= 0.55 and recorded["si"]["f1"] >= 0.43
+
+
+def test_model_card_and_readme_match_the_committed_measurements():
+    from persuasion.eval.model_card import main
+
+    assert main(["check"]) == 0

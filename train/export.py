@@ -1,0 +1,72 @@
+"""`persuasion export`: make a trained checkpoint the shipped model, with the dev metrics it earns.
+
+    persuasion export runs/minilm-cpu/checkpoint --data ../shared/data/ptc-semeval2020
+
+Copies the checkpoint (fp16 safetensors, tokenizer, config, persuasion.json with the label map,
+thresholds and recipe, validation.json) into model/shipped/, then runs the benchmark on dev with
+it and keeps the metrics.json the benchmark wrote. A checkpoint replaces the shipped one only
+if it scores better on the validation split (the dev numbers never decide), unless --force.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+from persuasion.errors import PersuasionError
+
+CHECKPOINT_FILES = ("config.json", "model.safetensors", "persuasion.json", "validation.json",
+                    "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint folder written by `persuasion train`")
+    parser.add_argument("--data", required=True, help="PTC folder; its dev split is benchmarked")
+    parser.add_argument("--split", default="dev", help="split to benchmark (default: dev)")
+    parser.add_argument("--force", action="store_true", help="replace the shipped model even if not better")
+    parser.add_argument("--target", help="export somewhere else than the package's model/shipped/ (for trials)")
+
+
+def run(args) -> int:
+    from persuasion.model.detector import SHIPPED_DIR
+
+    source = Path(args.checkpoint)
+    target = Path(args.target) if args.target else SHIPPED_DIR
+    new_selection = validation_selection(source)
+    if (target / "validation.json").is_file() and not args.force:
+        shipped_selection = validation_selection(target)
+        if new_selection <= shipped_selection:
+            raise PersuasionError(f"{source}: validation SI F1 + TC micro-F1 {new_selection:.4f} is not above the "
+                                  f"shipped model's {shipped_selection:.4f}; pass --force to replace it anyway")
+    export(source, target)
+    from persuasion.eval.benchmark import run_benchmark, summary_line
+
+    system = "shipped" if target == SHIPPED_DIR else str(target)
+    metrics = run_benchmark(args.data, args.split, target / "benchmark", system_name=system)
+    shutil.copy(target / "benchmark" / "metrics.json", target / "metrics.json")
+    shutil.rmtree(target / "benchmark")  # the submission files and plots stay out of the package
+    print(summary_line(metrics))
+    print(f"exported {source} to {target}")
+    return 0
+
+
+def validation_selection(checkpoint: Path) -> float:
+    """What model selection maximises: SI F1 + TC micro-F1 on the validation split, after tuning."""
+    path = checkpoint / "validation.json"
+    if not path.is_file():
+        raise PersuasionError(f"{checkpoint}: no validation.json; export checkpoints written by `persuasion train`")
+    report = json.loads(path.read_text())["validation"]
+    return report["si"]["f1"] + report["tc_micro_f1"]
+
+
+def export(source: Path, target: Path) -> None:
+    missing = [name for name in ("config.json", "model.safetensors", "persuasion.json") if not (source / name).is_file()]
+    if missing:
+        raise PersuasionError(f"{source}: not a persuasion checkpoint (missing {', '.join(missing)})")
+    if target.exists():
+        shutil.rmtree(target)
+    target.mkdir(parents=True)
+    for name in CHECKPOINT_FILES:
+        if (source / name).is_file():
+            shutil.copy(source / name, target / name)

@@ -28,11 +28,13 @@ def add_arguments(parser) -> None:
     parser.add_argument("--system", default="shipped",
                         help="'shipped' (default), 'majority', 'tfidf', or a checkpoint folder")
     parser.add_argument("--train-split", default="train", help="split the baselines are trained on")
+    parser.add_argument("--quantize", action="store_true", help="run the checkpoint with dynamic int8 weights (CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
-    metrics = run_benchmark(args.data, args.split, args.out, args.system, args.train_split, progress=not args.quiet)
+    metrics = run_benchmark(args.data, args.split, args.out, args.system, args.train_split, progress=not args.quiet,
+                            quantize=args.quantize)
     if metrics is None:
         print(f"{args.split} has no gold labels: wrote prediction files only to {args.out}")
     else:
@@ -42,13 +44,13 @@ def run(args) -> int:
 
 
 def run_benchmark(data_dir, split: str, out_dir, system_name: str = "shipped", train_split: str = "train",
-                  progress: bool = True) -> dict | None:
+                  progress: bool = True, quantize: bool = False) -> dict | None:
     from tqdm import tqdm
 
     articles = read_ptc_articles(data_dir, split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    system = load_system(system_name, data_dir, train_split)
+    system = load_system(system_name, data_dir, train_split, quantize)
     started = time.time()
     with tqdm(total=len(articles), desc=f"{system.name} on {split}", unit="article", file=sys.stderr,
               disable=not progress) as bar:

@@ -35,7 +35,7 @@ def load(path: Path) -> dict:
 
 
 def measure(data: Path) -> None:
-    from persuasion.eval import failure_modes
+    from persuasion.eval import ablation, failure_modes
     from persuasion.eval.benchmark import run_benchmark
 
     RESULTS.mkdir(parents=True, exist_ok=True)
@@ -46,6 +46,7 @@ def measure(data: Path) -> None:
         baselines[name] = headline(metrics)
     (RESULTS / "baselines-dev.json").write_text(json.dumps(baselines, indent=2) + "\n")
     failure_modes.main(["--data", str(data), "--out", str(RESULTS / "failure_modes.json")])
+    ablation.main(["--data", str(data / "ptc-semeval2020"), "--out", str(RESULTS / "ablation.json")])
 
 
 def headline(metrics: dict) -> dict:
@@ -96,11 +97,22 @@ def probe_rows(probes: dict) -> str:
     return "\n".join(lines)
 
 
+def ablation_rows(variants: list[dict]) -> str:
+    lines = ["| variant | span threshold | validation SI F1 | validation TC micro-F1 | dev SI F1 | dev TC micro-F1 | "
+             "dev TC macro-F1 | dev FLC F1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in variants:
+        v, d = row["validation"], row["dev"]
+        lines.append(f"| {row['variant']} | {row['span_threshold']} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
+                     f"{d['si_f1']:.3f} | {d['tc_micro_f1']:.3f} | {d['tc_macro_f1']:.3f} | {d['flc_f1']:.3f} |")
+    return "\n".join(lines)
+
+
 def card_text() -> str:
     metrics = load(SHIPPED / "metrics.json")
     validation = load(SHIPPED / "validation.json")
     settings = load(SHIPPED / "persuasion.json")
     probes = load(RESULTS / "failure_modes.json")["probes"]
+    variants = load(RESULTS / "ablation.json")["variants"]
     recipe = settings["recipe"]
     shipped = headline(metrics)
     tuned = validation["validation"]
@@ -242,6 +254,14 @@ they are not strictly comparable with dev numbers; they were large-model ensembl
 ### Per technique (TC on gold spans, FLC on detected spans)
 
 {technique_rows(metrics)}
+
+### What moved the numbers
+
+`python -m persuasion.eval.ablation` (run by `model_card measure`, written to `eval/results/ablation.json`)
+switches off one inference-time choice at a time, re-tuning the span threshold on validation where
+decoding changes:
+
+{ablation_rows(variants)}
 
 ## Calibration
 

@@ -63,15 +63,15 @@ def detector_tc_answers(detector, analysis, occurrences: list[tuple[int, int]]) 
 class DetectorSystem:
     """A persuasion checkpoint: one forward pass per article serves all three tasks."""
 
-    def __init__(self, checkpoint: str | Path | None, batch_articles: int = 4):
+    def __init__(self, checkpoint: str | Path | None, batch_articles: int = 4, quantize: bool = False):
         from persuasion.model.detector import SHIPPED_DIR, Detector
 
         directory = Path(checkpoint) if checkpoint is not None else SHIPPED_DIR
         if not (directory / "persuasion.json").is_file():
             raise PersuasionError(f"{directory}: not a persuasion checkpoint (no persuasion.json); "
                                   f"give --system a checkpoint directory, 'shipped' or one of {', '.join(BASELINES)}")
-        self.detector = Detector.load(directory)
-        self.name = "shipped" if checkpoint is None else str(checkpoint)
+        self.detector = Detector.load(directory, device="cpu" if quantize else None, quantize=quantize)
+        self.name = ("shipped" if checkpoint is None else str(checkpoint)) + (" (int8)" if quantize else "")
         self.batch_articles = batch_articles  # hidden states of a batch are kept for span classification
 
     def predict(self, articles: list[Article], progress: Callable[[int], None]) -> Predictions:
@@ -93,16 +93,18 @@ class DetectorSystem:
         return predictions
 
 
-def load_system(name: str | None, data_dir: str | Path, train_split: str = "train") -> System:
-    """`shipped` (or None), a baseline name, or a checkpoint directory."""
+def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", quantize: bool = False) -> System:
+    """`shipped` (or None), a baseline name, or a checkpoint directory (optionally int8-quantised)."""
     from persuasion.eval import baselines
 
+    if quantize and name in BASELINES:
+        raise PersuasionError(f"--quantize applies to checkpoints, not to the {name} baseline")
     if name in (None, "shipped"):
-        return DetectorSystem(None)
+        return DetectorSystem(None, quantize=quantize)
     if name == "majority":
         return baselines.MajorityBaseline.fit(data_dir, train_split)
     if name == "tfidf":
         return baselines.TfidfBaseline.fit(data_dir, train_split)
     if not Path(name).is_dir():
         raise PersuasionError(f"--system {name!r}: not 'shipped', {' or '.join(BASELINES)}, or a checkpoint folder")
-    return DetectorSystem(name)
+    return DetectorSystem(name, quantize=quantize)

@@ -78,6 +78,7 @@ def training_loss(network, batch: dict, token_loss, class_weights, technique_los
 def train(recipe: Recipe, log=None) -> Path:
     import torch
     from accelerate import Accelerator
+    from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
@@ -88,6 +89,8 @@ def train(recipe: Recipe, log=None) -> Path:
     from persuasion.train.features import collate, cut_windows, encode_article
     from persuasion.train.tune import tune_detector, validation_scores
 
+    # A second train() in one process (tests, notebooks) may ask for another precision: start clean.
+    AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(mixed_precision=recipe.mixed_precision)
     output_dir = Path(recipe.output_dir)
     if accelerator.is_main_process:

@@ -1,0 +1,86 @@
+"""What the inference-time choices of a checkpoint are worth: switch each off, re-tune, score.
+
+    python -m persuasion.eval.ablation --data ../shared/data/ptc-semeval2020 --out eval/results/ablation.json
+
+Each variant changes one setting of the shipped model; where the change affects span decoding the
+span threshold is re-tuned on the validation split (never on dev), exactly as training tunes it.
+Every variant is then scored on validation and on dev with the official measures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import json
+from pathlib import Path
+
+from persuasion.corpus import Article, read_ptc_articles
+from persuasion.eval.benchmark import score
+from persuasion.eval.systems import DetectorSystem
+
+
+def validation_articles(data_dir: Path, checkpoint: Path) -> list[Article]:
+    """The articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
+    held_out = set(json.loads((checkpoint / "validation.json").read_text())["validation_articles"])
+    return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
+
+
+def headline(metrics: dict) -> dict:
+    return {"si_f1": metrics["si"]["f1"], "tc_micro_f1": metrics["tc"]["micro_f1"],
+            "tc_macro_f1": metrics["tc"]["macro_f1"], "flc_f1": metrics["flc"]["f1"]}
+
+
+def evaluate(system: DetectorSystem, articles: list[Article]) -> dict:
+    return headline(score(articles, system.predict(articles, lambda done: None)))
+
+
+def retune_threshold(system: DetectorSystem, validation: list[Article]) -> None:
+    from persuasion.train.tune import best_span_threshold
+
+    detector = system.detector
+    analyses = detector._analyse([article.text for article in validation])
+    detector.settings.span_threshold, _ = best_span_threshold(detector, analyses, validation)
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--data", required=True, type=Path, help="PTC folder")
+    parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument("--out", required=True, type=Path)
+    args = parser.parse_args(argv)
+
+    base = DetectorSystem(args.checkpoint)
+    checkpoint = args.checkpoint or Path(__file__).resolve().parent.parent / "model" / "shipped"
+    validation = validation_articles(args.data, checkpoint)
+    dev = read_ptc_articles(args.data, "dev")
+    shipped = base.detector.settings
+    wide_stride = shipped.window_tokens - 2 - 30  # windows overlapping by 30 tokens only
+
+    variants = [
+        ("as shipped", {}, False, False),
+        ("no joining of span runs across small gaps (span_gap_tokens 0)", {"span_gap_tokens": 0}, True, False),
+        ("no Repetition boost (repetition_boost 1)", {"repetition_boost": 1.0}, False, False),
+        (f"sparser inference windows (stride {wide_stride})", {"window_stride": wide_stride}, True, False),
+        ("dynamic int8 weights", {}, False, True),
+    ]
+    results = []
+    for name, changes, retune, quantize in variants:
+        system = DetectorSystem(args.checkpoint, quantize=quantize) if quantize else copy.copy(base)
+        if not quantize:
+            system.detector = copy.copy(base.detector)
+        system.detector.settings = copy.deepcopy(shipped)
+        for key, value in changes.items():
+            setattr(system.detector.settings, key, value)
+        if retune:
+            retune_threshold(system, validation)
+        row = {"variant": name, "span_threshold": system.detector.settings.span_threshold,
+               "validation": evaluate(system, validation), "dev": evaluate(system, dev)}
+        results.append(row)
+        print(json.dumps(row), flush=True)
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped"), "variants": results}, indent=2) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -54,13 +54,14 @@ def main(argv: list[str] | None = None) -> int:
     validation = validation_articles(args.data, checkpoint)
     dev = read_ptc_articles(args.data, "dev")
     shipped = base.detector.settings
-    wide_stride = shipped.window_tokens - 2 - 30  # windows overlapping by 30 tokens only
+    dense_stride = shipped.window_stride * 2 // 3  # a third more overlap between windows, ~1.5x the compute
 
     variants = [
         ("as shipped", {}, False, False),
         ("no joining of span runs across small gaps (span_gap_tokens 0)", {"span_gap_tokens": 0}, True, False),
         ("no Repetition boost (repetition_boost 1)", {"repetition_boost": 1.0}, False, False),
-        (f"sparser inference windows (stride {wide_stride})", {"window_stride": wide_stride}, True, False),
+        (f"denser inference windows (stride {dense_stride} instead of {shipped.window_stride})",
+         {"window_stride": dense_stride}, True, False),
         ("dynamic int8 weights", {}, False, True),
     ]
     results = []

@@ -22,7 +22,6 @@ SHIPPED = ROOT / "model" / "shipped"
 RESULTS = ROOT / "eval" / "results"
 CARD = ROOT / "MODEL_CARD.md"
 README = ROOT / "README.md"
-TABLE_START, TABLE_END = "<!-- results:start -->", "<!-- results:end -->"
 
 # SemEval-2020 Task 11 official test-set winners (Da San Martino et al., 2020, Table 3 and 4).
 LEADERBOARD = {"si": ("Hitachi", 0.51551), "tc": ("ApplicaAI", 0.62067)}
@@ -73,9 +72,27 @@ def results_table() -> str:
     return "\n".join(lines) + "\n"
 
 
-def readme_with_table(readme: str, table: str) -> str:
-    start, end = readme.index(TABLE_START) + len(TABLE_START), readme.index(TABLE_END)
-    return readme[:start] + "\n" + table + readme[end:]
+def speed_table() -> str:
+    speed = load(RESULTS / "speed.json")
+    lines = [f"| system ({speed['documents']} dev articles, {speed['tokens']:,} tokens, {speed['threads']} CPU threads) | "
+             "seconds | tokens/s | vs reference | peak memory increase (MiB) |", "| --- | ---: | ---: | ---: | ---: |"]
+    for row in speed["systems"] + [speed["long_document"]]:
+        ratio = f"{row['ratio_to_reference']:.2f}x" if row["ratio_to_reference"] else ""
+        lines.append(f"| {row['system']} | {row['seconds']:.1f} | {row['tokens_per_second']:,.0f} | {ratio} | "
+                     f"{row['peak_increase_mib']:.0f} |")
+    return "\n".join(lines) + "\n"
+
+
+def replace_between(text: str, name: str, content: str) -> str:
+    """Swap what lies between `<!-- name:start -->` and `<!-- name:end -->`."""
+    start_marker, end_marker = f"<!-- {name}:start -->", f"<!-- {name}:end -->"
+    start, end = text.index(start_marker) + len(start_marker), text.index(end_marker)
+    return text[:start] + "\n" + content + text[end:]
+
+
+def readme_text() -> str:
+    readme = replace_between(README.read_text(), "results", results_table())
+    return replace_between(readme, "speed", speed_table())
 
 
 def technique_rows(metrics: dict) -> str:
@@ -113,6 +130,9 @@ def card_text() -> str:
     settings = load(SHIPPED / "persuasion.json")
     probes = load(RESULTS / "failure_modes.json")["probes"]
     variants = load(RESULTS / "ablation.json")["variants"]
+    dev, memes = probes["dev articles"], probes["meme dev texts"]
+    lines = probes["dev lines scored alone"]
+    joined = next(value for name, value in probes.items() if name.startswith("dev joined"))
     recipe = settings["recipe"]
     shipped = headline(metrics)
     tuned = validation["validation"]
@@ -200,13 +220,13 @@ Every output is a suggestion to be read by a person, in context.
 ## Out of scope
 
 - **Automated moderation or censorship**: removing, down-ranking or blocking content on its output.
-  Roughly half of what it flags is not what annotators marked (see the precision below), and the
-  annotators themselves disagree often.
+  Its span precision on dev is {shipped['si_precision']:.2f}: most flagged text is not what the annotators
+  marked, and the annotators themselves disagree often.
 - **Judging a person, author or outlet.** A count of techniques is not a measure of truthfulness,
   intent or quality; the corpus itself was sampled from outlets chosen for being propagandistic.
 - **Non-English text.** Trained on English only; the tokenizer is English and uncased.
 - **Other genres without checking first**: social media, memes, speeches, advertising. The probe
-  on meme texts below shows how much worse it gets on a different register.
+  on meme texts below measures one such shift; check on your own genre before relying on it.
 
 ## Training data
 
@@ -225,8 +245,9 @@ Every output is a suggestion to be read by a person, in context.
 `persuasion train --config configs/minilm-cpu.yaml --data ../shared/data/ptc-semeval2020` on a 2-core
 CPU; this checkpoint trained for {validation['train_minutes']} minutes, validation and tuning included.
 
-- Packed windows of {recipe['window_tokens']} tokens (stride {recipe['inference_stride']} at inference,
-  windows averaged where they overlap), batch {recipe['batch_size']}, up to {recipe['epochs']} epochs with early stopping
+- Packed windows of {recipe['window_tokens']} tokens; at inference windows start every
+  {settings['window_stride']} tokens and are averaged where they overlap (the stride is chosen on validation
+  between the recipe's {recipe['inference_stride']} and a denser one), batch {recipe['batch_size']}, up to {recipe['epochs']} epochs with early stopping
   (patience {recipe['patience']}) on validation SI F1 + TC micro-F1, AdamW (encoder lr {recipe['learning_rate']},
   heads {recipe['head_learning_rate']}), word embeddings frozen.
 - Span head: B/I/O tags from the task-SI gold, O/B/I loss weights 1/{recipe['span_weight']}/{recipe['span_weight']};
@@ -238,6 +259,11 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
 - A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
   rule (relabel a span whose words recur in the article) is {'on' if settings['repetition_rule'] else 'off'}: chosen on validation FLC F1.
 
+The inference stride, thresholds, temperatures, span gap and Repetition boost were fitted by the
+tuning step that ends `persuasion train`; this checkpoint's weights were trained before the stride,
+gap and boost searches were added to that step, so its tuning was re-run on the same validation
+split with the current code (`persuasion.train.tune.tune_detector`).
+
 Validation after tuning: SI F1 {tuned['si']['f1']:.3f}, TC micro-F1 {tuned['tc_micro_f1']:.3f},
 TC macro-F1 {tuned['tc_macro_f1']:.3f}, FLC F1 {tuned['flc_f1']:.3f} (from `model/shipped/validation.json`).
 
@@ -248,6 +274,10 @@ Produced by `persuasion benchmark --data ../shared/data/ptc-semeval2020 --split 
 are `model/shipped/metrics.json`, the baselines `eval/results/baselines-dev.json`).
 
 {results_table()}
+Against this project's targets on dev: TC micro-F1 ≥ 0.55 is {'met' if shipped['tc_micro_f1'] >= 0.55 else 'not met'}
+({shipped['tc_micro_f1']:.3f}); SI F1 ≥ 0.43 is {'met' if shipped['si_f1'] >= 0.43 else 'not met'} ({shipped['si_f1']:.3f}; validation
+{tuned['si']['f1']:.3f}). Both are above the classical baseline.
+
 The SemEval winners' numbers are on the official test set, whose gold was never published, so
 they are not strictly comparable with dev numbers; they were large-model ensembles trained on GPUs.
 
@@ -262,6 +292,15 @@ switches off one inference-time choice at a time, re-tuning the span threshold o
 decoding changes:
 
 {ablation_rows(variants)}
+
+## Speed and memory
+
+`persuasion speed --data ../shared/data/ptc-semeval2020 --split dev --quantize --json eval/results/speed.json`
+(the reference is a plain `transformers` token-classification pipeline over the same encoder and windows):
+
+{speed_table()}
+Dynamic int8 weights (`Detector.load(quantize=True)`, `persuasion benchmark --quantize`) are about three
+times faster but cost one to three points of F1 (see the ablation above), so they are an option, not the default.
 
 ## Calibration
 
@@ -278,12 +317,17 @@ sentence holds a technique span) {calibration['sentence_ece']:.3f} ({calibration
 
 - **Rare techniques**: TC F1 is below 0.3 on {len(weak)} of 14 techniques on dev
   ({', '.join(sorted(weak)) if weak else 'none'}); most have fewer than 150 training examples.
-- **Short texts and other registers**: the meme dev texts (short, mostly upper case, with meme
-  labels mapped onto the PTC classes) and single lines scored without their article show how
-  much the model leans on article context.
+- **Short texts and other registers**: on the meme dev texts (short, mostly upper case, meme labels
+  mapped onto the PTC classes) TC micro-F1 is {memes['tc_micro_f1']:.3f} and macro-F1 {memes['tc_macro_f1']:.3f}
+  against {dev['tc_micro_f1']:.3f} and {dev['tc_macro_f1']:.3f} on dev articles; their SI F1 ({memes['si_f1']:.3f}) is
+  higher only because meme spans often cover most of the text. Single lines scored without their
+  article lose {dev['si_f1'] - lines['si_f1']:.3f} SI F1 and {dev['tc_micro_f1'] - lines['tc_micro_f1']:.3f} TC micro-F1: the model uses the article around a sentence.
+- **Repetition across documents**: the Repetition boost looks for a fragment's words elsewhere in
+  the same input, so joining unrelated articles into one input changes TC micro-F1 from
+  {dev['tc_micro_f1']:.3f} to {joined['tc_micro_f1']:.3f}; score one article per input.
 - **Casing**: the encoder is uncased, so upper-cased text gets the same tokens; the probe checks it.
-- **Very long documents**: sliding windows cover any length; joining ten dev articles into one
-  document shows what changes when the same text arrives as one long input.
+- **Very long documents**: sliding windows cover any length; with ten dev articles joined into one
+  input SI F1 is {joined['si_f1']:.3f} (dev articles one by one: {dev['si_f1']:.3f}).
 - Span boundaries are the hardest part: SI precision and recall at the tuned threshold are
   {shipped['si_precision']:.3f} and {shipped['si_recall']:.3f}.
 
@@ -314,7 +358,7 @@ def main(argv: list[str] | None = None) -> int:
             parser.error("measure needs --data")
         measure(args.data)
         return 0
-    card, readme = card_text(), readme_with_table(README.read_text(), results_table())
+    card, readme = card_text(), readme_text()
     if args.action == "write":
         CARD.write_text(card)
         README.write_text(readme)

@@ -19,6 +19,7 @@ from persuasion.model.windows import TokenizedDocument, batch_windows, plan_wind
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+SENTENCE_BREAK = re.compile(r"[.!?]\s|\n")  # spans are not joined across these
 WORD_CHARACTER = re.compile(r"\w")
 
 
@@ -149,7 +150,7 @@ class Detector:
                 last = token_runs[-1][-1]
                 adjacent = last == token - 1
                 bridgeable = (not adjacent and token - last - 1 <= gap
-                              and "\n" not in text[offsets[last][1]: offsets[token][0]])
+                              and not SENTENCE_BREAK.search(text[offsets[last][1]: offsets[token][0]]))
                 if (adjacent or bridgeable) and p_begin[token] <= p_inside[token] - p_begin[token]:
                     token_runs[-1].extend(range(last + 1, token + 1))
                     continue

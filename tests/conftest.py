@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -45,3 +47,19 @@ def ptc_dir() -> Path:
     if not PTC_DIR.is_dir():
         pytest.fail(f"{PTC_DIR} not found: the tests expect ../shared/data beside the project")
     return PTC_DIR
+
+
+@contextmanager
+def running_server(detector, **options):
+    """`persuasion serve`'s server on a free localhost port, in a thread, for the duration of a test."""
+    from persuasion import web
+
+    server = web.make_server(detector, "127.0.0.1", 0, **options)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield server
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()

@@ -7,14 +7,12 @@ from __future__ import annotations
 
 import json
 import os
-import threading
 import urllib.request
-from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
 
-from persuasion import web
+from conftest import running_server
 from persuasion.highlight import display_name
 
 pytestmark = pytest.mark.browser
@@ -31,22 +29,9 @@ SCREENSHOT_TEXT = (
 )
 
 
-@contextmanager
-def running(detector, **options):
-    server = web.make_server(detector, "127.0.0.1", 0, **options)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def server(tiny_detector):
-    with running(tiny_detector, model_name="tiny", max_text_chars=5000) as server:
+    with running_server(tiny_detector, model_name="tiny", max_text_chars=5000) as server:
         yield server
 
 
@@ -133,7 +118,7 @@ def test_errors_are_shown_not_thrown(server, page):
 def test_screenshot_of_the_shipped_model(page):
     from persuasion import Detector
 
-    with running(Detector.load(), model_name="shipped") as server:
+    with running_server(Detector.load(), model_name="shipped") as server:
         expected = assert_page_shows_api_spans(page, server, SCREENSHOT_TEXT)
     assert expected["spans"], "the shipped model found nothing in the screenshot text"
     path = Path(os.environ["PERSUASION_SCREENSHOT"])

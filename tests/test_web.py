@@ -9,33 +9,20 @@ import re
 import socket
 import threading
 from concurrent.futures import ThreadPoolExecutor
-from contextlib import contextmanager
 from html import unescape
 
 import pytest
 
+from conftest import running_server
 from persuasion import web
 
 TEXT = ("They will destroy everything we love. Everyone knows the truth!\n"
         "Our brave soldiers never fail. What about their crimes? It is what it is.")
 
 
-@contextmanager
-def running(detector, **limits):
-    server = web.make_server(detector, "127.0.0.1", 0, model_name="tiny", **limits)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
-
-
 @pytest.fixture(scope="module")
 def server(tiny_detector):
-    with running(tiny_detector, max_request_bytes=4000, max_text_chars=1000) as server:
+    with running_server(tiny_detector, model_name="tiny", max_request_bytes=4000, max_text_chars=1000) as server:
         yield server
 
 

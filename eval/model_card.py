@@ -235,7 +235,7 @@ Every output is a suggestion to be read by a person, in context.
   corpus is distributed by its authors for research use (Zenodo record 3952415); it is not
   redistributed here and is read from a folder you provide.
 - A validation split of {len(validation['validation_articles'])} articles, drawn from train by article with seed
-  {recipe['seed']}, selects the epoch and fits the span threshold and both calibration temperatures.
+  {recipe['seed']}, selects the epoch and fits the decoding choices and both calibration temperatures.
   The dev split is never used for any choice.
 - The SemEval-2021 Task 6 meme texts are not used for training (the recipe's `meme_dir` is empty);
   their dev set serves only as an out-of-domain probe.
@@ -316,7 +316,7 @@ sentence holds a technique span) {calibration['sentence_ece']:.3f} ({calibration
 {probe_rows(probes)}
 
 - **Rare techniques**: TC F1 is below 0.3 on {len(weak)} of 14 techniques on dev
-  ({', '.join(sorted(weak)) if weak else 'none'}); most have fewer than 150 training examples.
+  ({', '.join(sorted(weak)) if weak else 'none'}): the rarer classes of the training data.
 - **Short texts and other registers**: on the meme dev texts (short, mostly upper case, meme labels
   mapped onto the PTC classes) TC micro-F1 is {memes['tc_micro_f1']:.3f} and macro-F1 {memes['tc_macro_f1']:.3f}
   against {dev['tc_micro_f1']:.3f} and {dev['tc_macro_f1']:.3f} on dev articles; their SI F1 ({memes['si_f1']:.3f}) is

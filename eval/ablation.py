@@ -15,7 +15,7 @@ import json
 from pathlib import Path
 
 from persuasion.corpus import Article, read_ptc_articles
-from persuasion.eval.benchmark import score
+from persuasion.eval.benchmark import headline, score
 from persuasion.eval.systems import DetectorSystem
 
 
@@ -23,11 +23,6 @@ def validation_articles(data_dir: Path, checkpoint: Path) -> list[Article]:
     """The articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
     held_out = set(json.loads((checkpoint / "validation.json").read_text())["validation_articles"])
     return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
-
-
-def headline(metrics: dict) -> dict:
-    return {"si_f1": metrics["si"]["f1"], "tc_micro_f1": metrics["tc"]["micro_f1"],
-            "tc_macro_f1": metrics["tc"]["macro_f1"], "flc_f1": metrics["flc"]["f1"]}
 
 
 def evaluate(system: DetectorSystem, articles: list[Article]) -> dict:

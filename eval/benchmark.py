@@ -88,17 +88,34 @@ def write_submissions(articles: list[Article], predictions: Predictions, split: 
                 flc_file.write(f"{article_id}\t{technique}\t{start}\t{end}\n")
 
 
+def span_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
+    """SI gold of the articles that have any: the task-si spans, else the union of the technique spans."""
+    return {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
+            for a in articles if a.has_gold or a.si_spans is not None}
+
+
+def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
+    """TC and FLC gold of the articles whose spans carry techniques."""
+    return {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles if a.has_gold}
+
+
+def headline(metrics: dict) -> dict:
+    """The figures tables quote from a metrics dict."""
+    return {"si_precision": metrics["si"]["precision"], "si_recall": metrics["si"]["recall"],
+            "si_f1": metrics["si"]["f1"], "tc_micro_f1": metrics["tc"]["micro_f1"],
+            "tc_macro_f1": metrics["tc"]["macro_f1"], "flc_f1": metrics["flc"]["f1"]}
+
+
 def score(articles: list[Article], predictions: Predictions) -> dict:
     """Official SI, TC and FLC scores plus calibration, for the articles that carry gold."""
-    si_gold = {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
-               for a in articles if a.has_gold or a.si_spans is not None}
+    si_gold = span_gold(articles)
     metrics = {"si": si_scores({i: predictions.si.get(i, []) for i in si_gold}, si_gold)}
-    technique_gold = {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles if a.has_gold}
-    if technique_gold:
+    technique_gold_spans = technique_gold(articles)
+    if technique_gold_spans:
         techniques = list(TECHNIQUES)
-        metrics["tc"] = tc_scores({i: predictions.tc.get(i, []) for i in technique_gold}, technique_gold, techniques)
-        metrics["flc"] = flc_scores({i: predictions.flc.get(i, []) for i in technique_gold}, technique_gold,
-                                    techniques)
+        gold = technique_gold_spans
+        metrics["tc"] = tc_scores({i: predictions.tc.get(i, []) for i in gold}, gold, techniques)
+        metrics["flc"] = flc_scores({i: predictions.flc.get(i, []) for i in gold}, gold, techniques)
     metrics["calibration"] = calibration(articles, predictions, si_gold)
     return metrics
 

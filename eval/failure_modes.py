@@ -18,7 +18,7 @@ import json
 from pathlib import Path
 
 from persuasion.corpus import Article, GoldSpan, read_meme_articles, read_ptc_articles
-from persuasion.eval.benchmark import score
+from persuasion.eval.benchmark import headline, score
 from persuasion.eval.systems import load_system
 
 ARTICLES_PER_LONG_DOCUMENT = 10
@@ -61,17 +61,9 @@ def lines_alone(articles: list[Article]) -> list[Article]:
     return documents
 
 
-def headline_scores(metrics: dict) -> dict:
-    return {"documents": metrics["documents"], "si_f1": metrics["si"]["f1"], "si_precision": metrics["si"]["precision"],
-            "si_recall": metrics["si"]["recall"], "tc_micro_f1": metrics["tc"]["micro_f1"],
-            "tc_macro_f1": metrics["tc"]["macro_f1"], "flc_f1": metrics["flc"]["f1"]}
-
-
 def probe(system, articles: list[Article]) -> dict:
     predictions = system.predict(articles, lambda done: None)
-    metrics = score(articles, predictions)
-    metrics["documents"] = len(articles)
-    return headline_scores(metrics)
+    return {"documents": len(articles), **headline(score(articles, predictions))}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -17,6 +17,8 @@ import json
 import sys
 from pathlib import Path
 
+from persuasion.eval.benchmark import headline
+
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "model" / "shipped"
 RESULTS = ROOT / "eval" / "results"
@@ -46,12 +48,6 @@ def measure(data: Path) -> None:
     (RESULTS / "baselines-dev.json").write_text(json.dumps(baselines, indent=2) + "\n")
     failure_modes.main(["--data", str(data), "--out", str(RESULTS / "failure_modes.json")])
     ablation.main(["--data", str(data / "ptc-semeval2020"), "--out", str(RESULTS / "ablation.json")])
-
-
-def headline(metrics: dict) -> dict:
-    return {"si_precision": metrics["si"]["precision"], "si_recall": metrics["si"]["recall"],
-            "si_f1": metrics["si"]["f1"], "tc_micro_f1": metrics["tc"]["micro_f1"],
-            "tc_macro_f1": metrics["tc"]["macro_f1"], "flc_f1": metrics["flc"]["f1"]}
 
 
 def results_table() -> str:

@@ -157,8 +157,7 @@ class Detector:
             token_runs.append([token])
         spans = []
         for run in token_runs:
-            start, end = self._snap_to_words(analysis.text, analysis.document.offsets[run[0]][0],
-                                             analysis.document.offsets[run[-1]][1])
+            start, end = self._snap_to_words(text, offsets[run[0]][0], offsets[run[-1]][1])
             score = float(p_inside[run].mean())
             if score >= self.settings.span_min_score:
                 if spans and start < spans[-1][1]:  # snapping made two runs touch: keep them as one

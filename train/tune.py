@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from persuasion.corpus import Article, merge_spans
+from persuasion.corpus import Article
+from persuasion.eval.benchmark import span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.eval.systems import detector_tc_answers
 
@@ -29,7 +30,7 @@ def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple
 
     Sets the best gap on the detector's settings; returns (threshold, SI scores).
     """
-    gold = si_gold(articles)
+    gold = span_gold(articles)
     settings = detector.settings
     original_threshold = settings.span_threshold
     gaps = gaps if gaps is not None else (settings.span_gap_tokens,)
@@ -57,15 +58,6 @@ def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str
     return predicted
 
 
-def si_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
-    return {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
-            for a in articles}
-
-
-def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
-    return {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles}
-
-
 def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray) -> float:
     """Temperature minimising the negative log-likelihood of `targets` (class indices)."""
     best_temperature, best_loss = 1.0, float("inf")
@@ -78,19 +70,23 @@ def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray) -> float
     return best_temperature
 
 
-def choose_window_stride(detector, articles: list[Article], log=print) -> None:
-    """Keep the recipe's inference stride or a denser one (~1.5x the compute), by validation SI F1 + TC micro-F1."""
+def choose_window_stride(detector, articles: list[Article], log=print) -> list:
+    """Keep the recipe's inference stride or a denser one (~1.5x the compute), by validation SI F1 + TC micro-F1.
+
+    Returns the validation analyses at the chosen stride.
+    """
     settings = detector.settings
-    scores = {}
+    scores, analyses_by_stride = {}, {}
     for stride in sorted({settings.window_stride, max(1, settings.window_stride * 2 // 3)}, reverse=True):
         settings.window_stride = stride
-        analyses = detector._analyse([article.text for article in articles])
+        analyses = analyses_by_stride[stride] = detector._analyse([article.text for article in articles])
         _, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS)
         tc = tc_scores(classify_gold_spans(detector, analyses, articles), technique_gold(articles))
         scores[stride] = si["f1"] + tc["micro_f1"]
     # Ties go to the sparser (faster) stride.
     settings.window_stride = max(scores, key=lambda stride: (round(scores[stride], 6), stride))
     log(f"inference stride {settings.window_stride}: validation SI F1 + TC micro-F1 by stride {scores}")
+    return analyses_by_stride[settings.window_stride]
 
 
 def tune_detector(detector, articles: list[Article], log=print) -> dict:
@@ -100,9 +96,8 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     settings.repetition_boost = 1.0
     # Start from the recipe's stride, so tuning a tuned checkpoint again gives the same result.
     settings.window_stride = settings.recipe.get("inference_stride", settings.window_stride)
-    choose_window_stride(detector, articles, log)
+    analyses = choose_window_stride(detector, articles, log)  # at span temperature 1, as the fit below needs
     texts = [article.text for article in articles]
-    analyses = detector._analyse(texts)
 
     # Technique head: temperature on the gold fragments' first technique.
     log_probabilities, targets = [], []

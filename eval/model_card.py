@@ -120,6 +120,26 @@ def ablation_rows(variants: list[dict]) -> str:
     return "\n".join(lines)
 
 
+def model_index_results(shipped: dict) -> str:
+    """The card header's results on dev, one YAML entry per SemEval task, in Hugging Face's model-index form."""
+    tasks = [
+        ("token-classification", "Span identification (SemEval-2020 Task 11 SI)",
+         [("SI F1 (official partial-overlap)", shipped["si_f1"])]),
+        ("text-classification", "Technique classification (SemEval-2020 Task 11 TC)",
+         [("TC micro-F1", shipped["tc_micro_f1"]), ("TC macro-F1", shipped["tc_macro_f1"])]),
+        ("token-classification", "Fragment-level classification (full pipeline, FLC)",
+         [("FLC F1", shipped["flc_f1"])]),
+    ]
+    entries = []
+    for task_type, task_name, measures in tasks:
+        entry = ["  - task:", f"      type: {task_type}", f"      name: {task_name}", "    dataset:",
+                 "      name: PTC SemEval-2020 dev", "      type: ptc-semeval2020", "      split: dev", "    metrics:"]
+        for name, value in measures:
+            entry += ["    - type: f1", f"      name: {name}", f"      value: {value:.4f}"]
+        entries.append("\n".join(entry))
+    return "\n".join(entries)
+
+
 def card_text() -> str:
     metrics = load(SHIPPED / "metrics.json")
     validation = load(SHIPPED / "validation.json")
@@ -153,42 +173,7 @@ tags:
 model-index:
 - name: persuasion (shipped)
   results:
-  - task:
-      type: token-classification
-      name: Span identification (SemEval-2020 Task 11 SI)
-    dataset:
-      name: PTC SemEval-2020 dev
-      type: ptc-semeval2020
-      split: dev
-    metrics:
-    - type: f1
-      name: SI F1 (official partial-overlap)
-      value: {shipped['si_f1']:.4f}
-  - task:
-      type: text-classification
-      name: Technique classification (SemEval-2020 Task 11 TC)
-    dataset:
-      name: PTC SemEval-2020 dev
-      type: ptc-semeval2020
-      split: dev
-    metrics:
-    - type: f1
-      name: TC micro-F1
-      value: {shipped['tc_micro_f1']:.4f}
-    - type: f1
-      name: TC macro-F1
-      value: {shipped['tc_macro_f1']:.4f}
-  - task:
-      type: token-classification
-      name: Fragment-level classification (full pipeline, FLC)
-    dataset:
-      name: PTC SemEval-2020 dev
-      type: ptc-semeval2020
-      split: dev
-    metrics:
-    - type: f1
-      name: FLC F1
-      value: {shipped['flc_f1']:.4f}
+{model_index_results(shipped)}
 ---
 """
     body = f"""

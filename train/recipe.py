@@ -32,6 +32,7 @@ class Recipe:
     freeze_word_embeddings: bool = True  # half of MiniLM's weights; freezing them speeds CPU steps ~2x
     span_weight: float = 2.0  # loss weight of B/I tokens against O tokens
     technique_loss_weight: float = 1.0
+    technique_tagging_weight: float = 0.0  # auxiliary per-token technique loss during training (0: off)
     technique_class_weighting: str = "sqrt_inverse"  # or "none": rare techniques weigh more
     patience: int = 2  # epochs without validation gain before stopping
     max_minutes: float = 0.0  # stop training after this long (0: no limit); tuning still runs

@@ -1,10 +1,14 @@
-"""What the inference-time choices of a checkpoint are worth: switch each off, re-tune, score.
+"""What the choices behind a checkpoint are worth: switch each off, re-tune, score.
 
     python -m persuasion.eval.ablation --data ../shared/data/ptc-semeval2020 --out eval/results/ablation.json
+    python -m persuasion.eval.ablation --data ../shared/data/ptc-semeval2020 \
+        --trained "without the per-token technique loss=runs/old/checkpoint" --out eval/results/trained-variants.json
 
-Each variant changes one setting of the shipped model; where the change affects span decoding the
-span threshold is re-tuned on the validation split (never on dev), exactly as training tunes it.
-Every variant is then scored on validation and on dev with the official measures.
+Inference-time choices: each variant changes one setting of the shipped model; where the change
+affects span decoding the span threshold is re-tuned on the validation split (never on dev),
+exactly as training tunes it. Training-time choices (--trained): other checkpoints trained and
+tuned by `persuasion train` on the same validation split, each as its run left it.
+Every variant is scored on validation and on dev with the official measures.
 """
 
 from __future__ import annotations
@@ -37,17 +41,43 @@ def retune_threshold(system: DetectorSystem, validation: list[Article]) -> None:
     detector.settings.span_threshold, _ = best_span_threshold(detector, analyses, validation)
 
 
+def trained_variants(base: DetectorSystem, checkpoint: Path, others: list[str], validation: list[Article],
+                     dev: list[Article]) -> list[dict]:
+    """The checkpoint and each `NAME=CHECKPOINT` in `others`, scored as their training runs tuned them."""
+    rows = []
+    for name, path in [("as shipped", str(checkpoint))] + [text.split("=", 1) for text in others]:
+        path = Path(path)
+        report = json.loads((path / "validation.json").read_text())
+        if sorted(report["validation_articles"]) != sorted(article.article_id for article in validation):
+            raise SystemExit(f"ablation: {path} was validated on other articles than {checkpoint}; not comparable")
+        system = base if path == checkpoint else DetectorSystem(path)
+        row = {"variant": name, "train_minutes": report["train_minutes"],
+               "validation": evaluate(system, validation), "dev": evaluate(system, dev)}
+        rows.append(row)
+        print(json.dumps(row), flush=True)
+    return rows
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="PTC folder")
     parser.add_argument("--checkpoint", type=Path, default=None, help="default: the shipped model")
+    parser.add_argument("--trained", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="compare with another trained checkpoint instead of switching inference choices")
     parser.add_argument("--out", required=True, type=Path)
     args = parser.parse_args(argv)
+    if any("=" not in text for text in args.trained):
+        parser.error("--trained expects NAME=CHECKPOINT")
 
     base = DetectorSystem(args.checkpoint)
     checkpoint = args.checkpoint or Path(__file__).resolve().parent.parent / "model" / "shipped"
     validation = validation_articles(args.data, checkpoint)
     dev = read_ptc_articles(args.data, "dev")
+    if args.trained:
+        rows = trained_variants(base, checkpoint, args.trained, validation, dev)
+        args.out.parent.mkdir(parents=True, exist_ok=True)
+        args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped"), "variants": rows}, indent=2) + "\n")
+        return 0
     shipped = base.detector.settings
     # The recipe's stride if tuning chose a denser one, else a denser one (~1.5x the compute).
     recipe_stride = shipped.recipe.get("inference_stride", shipped.window_stride)

@@ -35,7 +35,7 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
-def measure(data: Path) -> None:
+def measure(data: Path, trained: list[str]) -> None:
     from persuasion.eval import ablation, failure_modes
     from persuasion.eval.benchmark import run_benchmark
 
@@ -48,6 +48,9 @@ def measure(data: Path) -> None:
     (RESULTS / "baselines-dev.json").write_text(json.dumps(baselines, indent=2) + "\n")
     failure_modes.main(["--data", str(data), "--out", str(RESULTS / "failure_modes.json")])
     ablation.main(["--data", str(data / "ptc-semeval2020"), "--out", str(RESULTS / "ablation.json")])
+    if trained:
+        ablation.main(["--data", str(data / "ptc-semeval2020"), "--out", str(RESULTS / "trained-variants.json")]
+                      + [argument for variant in trained for argument in ("--trained", variant)])
 
 
 def results_table() -> str:
@@ -116,6 +119,30 @@ def ablation_rows(variants: list[dict]) -> str:
     for row in variants:
         v, d = row["validation"], row["dev"]
         lines.append(f"| {row['variant']} | {row['span_threshold']} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
+                     f"{d['si_f1']:.3f} | {d['tc_micro_f1']:.3f} | {d['tc_macro_f1']:.3f} | {d['flc_f1']:.3f} |")
+    return "\n".join(lines)
+
+
+def trained_section() -> str:
+    """Training-time choices, when `model_card measure --trained` compared checkpoints (else nothing)."""
+    path = RESULTS / "trained-variants.json"
+    if not path.is_file():
+        return ""
+    return f"""
+Training-time choices cannot be switched off after training; `model_card measure --trained NAME=CHECKPOINT`
+scores other checkpoints, trained by `persuasion train` and tuned on the same validation split, beside
+the shipped one (written to `eval/results/trained-variants.json`):
+
+{trained_rows(load(path)["variants"])}
+"""
+
+
+def trained_rows(variants: list[dict]) -> str:
+    lines = ["| checkpoint | training minutes | validation SI F1 | validation TC micro-F1 | dev SI F1 | "
+             "dev TC micro-F1 | dev TC macro-F1 | dev FLC F1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
+    for row in variants:
+        v, d = row["validation"], row["dev"]
+        lines.append(f"| {row['variant']} | {row['train_minutes']:.1f} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
                      f"{d['si_f1']:.3f} | {d['tc_micro_f1']:.3f} | {d['tc_macro_f1']:.3f} | {d['flc_f1']:.3f} |")
     return "\n".join(lines)
 
@@ -273,7 +300,7 @@ switches off one inference-time choice at a time, re-tuning the span threshold o
 decoding changes:
 
 {ablation_rows(variants)}
-
+{trained_section()}
 ## Speed and memory
 
 `persuasion speed --data ../shared/data/ptc-semeval2020 --split dev --quantize --json eval/results/speed.json`
@@ -333,11 +360,13 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="Write or check MODEL_CARD.md and README's results table.")
     parser.add_argument("action", choices=("measure", "write", "check"))
     parser.add_argument("--data", type=Path, help="folder holding ptc-semeval2020/ and memes-semeval2021/ (measure)")
+    parser.add_argument("--trained", action="append", default=[], metavar="NAME=CHECKPOINT",
+                        help="measure: also compare the shipped model with this trained checkpoint (repeatable)")
     args = parser.parse_args(argv)
     if args.action == "measure":
         if args.data is None:
             parser.error("measure needs --data")
-        measure(args.data)
+        measure(args.data, args.trained)
         return 0
     card, readme = card_text(), readme_text()
     if args.action == "write":

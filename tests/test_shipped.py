@@ -49,3 +49,15 @@ def test_model_card_and_readme_match_the_committed_measurements():
     from persuasion.eval.model_card import main
 
     assert main(["check"]) == 0
+
+
+def test_readme_example_prints_what_the_readme_shows(capsys):
+    """README's first code block, run against the shipped model, prints README's output block."""
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
+    shown = re.search(r"Output of the shipped model.*?```text\n(.*?)```", readme, re.S).group(1)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out == shown

@@ -113,14 +113,25 @@ def probe_rows(probes: dict) -> str:
     return "\n".join(lines)
 
 
-def ablation_rows(variants: list[dict]) -> str:
-    lines = ["| variant | span threshold | validation SI F1 | validation TC micro-F1 | dev SI F1 | dev TC micro-F1 | "
+def variant_rows(variants: list[dict], first_column: str, detail: tuple[str, str]) -> str:
+    """One row per variant: its `detail` field (header, key), then validation and dev scores."""
+    header, key = detail
+    lines = [f"| {first_column} | {header} | validation SI F1 | validation TC micro-F1 | dev SI F1 | dev TC micro-F1 | "
              "dev TC macro-F1 | dev FLC F1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
     for row in variants:
         v, d = row["validation"], row["dev"]
-        lines.append(f"| {row['variant']} | {row['span_threshold']} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
+        lines.append(f"| {row['variant']} | {row[key]} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
                      f"{d['si_f1']:.3f} | {d['tc_micro_f1']:.3f} | {d['tc_macro_f1']:.3f} | {d['flc_f1']:.3f} |")
     return "\n".join(lines)
+
+
+def technique_tagging_note(recipe: dict) -> str:
+    weight = recipe.get("technique_tagging_weight", 0.0)
+    if not weight:
+        return ""
+    return (f"- During training only, a third head tags each token with the techniques whose spans cover it\n"
+            f"  (14 binary losses, weight {weight}); it is dropped from the checkpoint. It tells the encoder\n"
+            f"  what kind of fragment a token belongs to, which the B/I/O tags alone do not.\n")
 
 
 def trained_section() -> str:
@@ -133,18 +144,8 @@ Training-time choices cannot be switched off after training; `model_card measure
 scores other checkpoints, trained by `persuasion train` and tuned on the same validation split, beside
 the shipped one (written to `eval/results/trained-variants.json`):
 
-{trained_rows(load(path)["variants"])}
+{variant_rows(load(path)["variants"], "checkpoint", ("training minutes", "train_minutes"))}
 """
-
-
-def trained_rows(variants: list[dict]) -> str:
-    lines = ["| checkpoint | training minutes | validation SI F1 | validation TC micro-F1 | dev SI F1 | "
-             "dev TC micro-F1 | dev TC macro-F1 | dev FLC F1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    for row in variants:
-        v, d = row["validation"], row["dev"]
-        lines.append(f"| {row['variant']} | {row['train_minutes']:.1f} | {v['si_f1']:.3f} | {v['tc_micro_f1']:.3f} | "
-                     f"{d['si_f1']:.3f} | {d['tc_micro_f1']:.3f} | {d['tc_macro_f1']:.3f} | {d['flc_f1']:.3f} |")
-    return "\n".join(lines)
 
 
 def model_index_results(shipped: dict) -> str:
@@ -264,7 +265,7 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
 - Technique head: mean, first and last token of the span, the window's [CLS] and a span-length
   embedding; soft targets share a fragment annotated with k techniques between them;
   {recipe['technique_class_weighting']} class weights for the rare techniques.
-- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
+{technique_tagging_note(recipe)}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
   rule (relabel a span whose words recur in the article) is {'on' if settings['repetition_rule'] else 'off'}: chosen on validation FLC F1.
 
 The inference stride, thresholds, temperatures, span gap and Repetition boost were fitted by the
@@ -299,7 +300,7 @@ they are not strictly comparable with dev numbers; they were large-model ensembl
 switches off one inference-time choice at a time, re-tuning the span threshold on validation where
 decoding changes:
 
-{ablation_rows(variants)}
+{variant_rows(variants, "variant", ("span threshold", "span_threshold"))}
 {trained_section()}
 ## Speed and memory
 

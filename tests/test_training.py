@@ -137,7 +137,7 @@ def test_token_technique_masks_cover_every_technique_of_each_token(tmp_path):
     assert masks["Officials"] == masks["Title"] == 0
 
 
-def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path):
+def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     from persuasion.cli import main
     from persuasion import Detector
 
@@ -165,6 +165,12 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path):
     assert metrics["articles"] == 8 and "micro_f1" in metrics["tc"]
     assert {"model.safetensors", "persuasion.json", "validation.json", "tokenizer.json"} <= {p.name for p in shipped.iterdir()}
     assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
+    # a checkpoint validated on other articles does not compare, however high its scores
+    report["validation_articles"] = ["1000", "1001"] if report["validation_articles"] != ["1000", "1001"] else ["1002"]
+    report["validation"]["si"]["f1"] += 1.0
+    (checkpoint / "validation.json").write_text(json.dumps(report))
+    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
+    assert "other articles" in capsys.readouterr().err
 
 
 def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):

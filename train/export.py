@@ -35,6 +35,9 @@ def run(args) -> int:
     target = Path(args.target) if args.target else SHIPPED_DIR
     new_selection = validation_selection(source)
     if (target / "validation.json").is_file() and not args.force:
+        if validation_articles(source) != validation_articles(target):
+            raise PersuasionError(f"{source}: validated on other articles than the shipped model, so the scores do "
+                                  "not compare; train with the same seed and validation_fraction, or pass --force")
         shipped_selection = validation_selection(target)
         if new_selection <= shipped_selection:
             raise PersuasionError(f"{source}: validation SI F1 + TC micro-F1 {new_selection:.4f} is not above the "
@@ -58,6 +61,10 @@ def validation_selection(checkpoint: Path) -> float:
         raise PersuasionError(f"{checkpoint}: no validation.json; export checkpoints written by `persuasion train`")
     report = json.loads(path.read_text())["validation"]
     return report["si"]["f1"] + report["tc_micro_f1"]
+
+
+def validation_articles(checkpoint: Path) -> list[str]:
+    return sorted(json.loads((checkpoint / "validation.json").read_text())["validation_articles"])
 
 
 def export(source: Path, target: Path) -> None:

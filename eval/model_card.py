@@ -18,6 +18,7 @@ import sys
 from pathlib import Path
 
 from persuasion.eval.benchmark import headline
+from persuasion.train.export import MIN_GAIN
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "model" / "shipped"
@@ -142,7 +143,9 @@ def trained_section() -> str:
     return f"""
 Training-time choices cannot be switched off after training; `model_card measure --trained NAME=CHECKPOINT`
 scores other checkpoints, trained by `persuasion train` and tuned on the same validation split, beside
-the shipped one (written to `eval/results/trained-variants.json`):
+the shipped one (written to `eval/results/trained-variants.json`). `persuasion export` replaces the
+shipped model only when validation SI F1 + TC micro-F1 rises by at least {MIN_GAIN}; smaller
+differences are ties, within what one fragment classified differently moves.
 
 {variant_rows(load(path)["variants"], "checkpoint", ("training minutes", "train_minutes"))}
 """

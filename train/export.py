@@ -5,7 +5,8 @@
 Copies the checkpoint (fp16 safetensors, tokenizer, config, persuasion.json with the label map,
 thresholds and recipe, validation.json) into model/shipped/, then runs the benchmark on dev with
 it and keeps the metrics.json the benchmark wrote. A checkpoint replaces the shipped one only
-if it scores better on the validation split (the dev numbers never decide), unless --force.
+if it scores better on the same validation split, by more than a tie (the dev numbers never
+decide), unless --force.
 """
 
 from __future__ import annotations
@@ -16,6 +17,9 @@ from pathlib import Path
 
 from persuasion.errors import PersuasionError
 
+# A smaller gain is a tie: one of the validation split's ~660 gold fragments classified differently
+# already moves TC micro-F1 by ~0.0015. A tie keeps the shipped model (each new one adds tens of MB to history).
+MIN_GAIN = 0.002
 CHECKPOINT_FILES = ("config.json", "model.safetensors", "persuasion.json", "validation.json",
                     "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json", "vocab.txt")
 
@@ -39,9 +43,9 @@ def run(args) -> int:
             raise PersuasionError(f"{source}: validated on other articles than the shipped model, so the scores do "
                                   "not compare; train with the same seed and validation_fraction, or pass --force")
         shipped_selection = validation_selection(target)
-        if new_selection <= shipped_selection:
+        if new_selection < shipped_selection + MIN_GAIN:
             raise PersuasionError(f"{source}: validation SI F1 + TC micro-F1 {new_selection:.4f} is not above the "
-                                  f"shipped model's {shipped_selection:.4f}; pass --force to replace it anyway")
+                                  f"shipped model's {shipped_selection:.4f} by {MIN_GAIN}; pass --force to replace it anyway")
     export(source, target)
     from persuasion.eval.benchmark import run_benchmark, summary_line
 

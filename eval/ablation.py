@@ -2,7 +2,7 @@
 
     python -m persuasion.eval.ablation --data ../shared/data/ptc-semeval2020 --out eval/results/ablation.json
     python -m persuasion.eval.ablation --data ../shared/data/ptc-semeval2020 \
-        --trained "without the per-token technique loss=runs/old/checkpoint" --out eval/results/trained-variants.json
+        --trained "per-token technique loss=runs/minilm-tagging/checkpoint" --out eval/results/trained-variants.json
 
 Inference-time choices: each variant changes one setting of the shipped model; where the change
 affects span decoding the span threshold is re-tuned on the validation split (never on dev),

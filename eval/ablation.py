@@ -45,7 +45,8 @@ def trained_variants(base: DetectorSystem, checkpoint: Path, others: list[str], 
                      dev: list[Article]) -> list[dict]:
     """The checkpoint and each `NAME=CHECKPOINT` in `others`, scored as their training runs tuned them."""
     rows = []
-    for name, path in [("as shipped", str(checkpoint))] + [text.split("=", 1) for text in others]:
+    # rsplit: a name may hold "=" (say, a --set override), a checkpoint path hardly ever does
+    for name, path in [("as shipped", str(checkpoint))] + [text.rsplit("=", 1) for text in others]:
         path = Path(path)
         report = json.loads((path / "validation.json").read_text())
         if sorted(report["validation_articles"]) != sorted(article.article_id for article in validation):

@@ -117,9 +117,9 @@ def test_trained_variants_are_compared_only_on_the_same_validation_split(tmp_pat
 
     out = tmp_path / "trained.json"
     assert ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
-                          "--trained", f"a twin={runs['same']}"]) == 0
+                          "--trained", f"a twin (--set epochs=2)={runs['same']}"]) == 0
     rows = json.loads(out.read_text())["variants"]
-    assert [row["variant"] for row in rows] == ["as shipped", "a twin"]
+    assert [row["variant"] for row in rows] == ["as shipped", "a twin (--set epochs=2)"]
     assert rows[0]["validation"] == rows[1]["validation"] and rows[0]["dev"] == rows[1]["dev"]
     assert set(rows[0]["dev"]) >= {"si_f1", "tc_micro_f1", "tc_macro_f1", "flc_f1"}
 

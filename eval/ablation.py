@@ -21,11 +21,12 @@ from pathlib import Path
 from persuasion.corpus import Article, read_ptc_articles
 from persuasion.eval.benchmark import headline, score
 from persuasion.eval.systems import DetectorSystem
+from persuasion.train.export import held_out_ids, validation_report
 
 
 def validation_articles(data_dir: Path, checkpoint: Path) -> list[Article]:
     """The articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
-    held_out = set(json.loads((checkpoint / "validation.json").read_text())["validation_articles"])
+    held_out = set(held_out_ids(validation_report(checkpoint)))
     return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
 
 
@@ -48,8 +49,8 @@ def trained_variants(base: DetectorSystem, checkpoint: Path, others: list[str], 
     # rsplit: a name may hold "=" (say, a --set override), a checkpoint path hardly ever does
     for name, path in [("as shipped", str(checkpoint))] + [text.rsplit("=", 1) for text in others]:
         path = Path(path)
-        report = json.loads((path / "validation.json").read_text())
-        if sorted(report["validation_articles"]) != sorted(article.article_id for article in validation):
+        report = validation_report(path)
+        if held_out_ids(report) != sorted(article.article_id for article in validation):
             raise SystemExit(f"ablation: {path} was validated on other articles than {checkpoint}; not comparable")
         system = base if path == checkpoint else DetectorSystem(path)
         row = {"variant": name, "train_minutes": report["train_minutes"],

@@ -110,10 +110,9 @@ def score(articles: list[Article], predictions: Predictions) -> dict:
     """Official SI, TC and FLC scores plus calibration, for the articles that carry gold."""
     si_gold = span_gold(articles)
     metrics = {"si": si_scores({i: predictions.si.get(i, []) for i in si_gold}, si_gold)}
-    technique_gold_spans = technique_gold(articles)
-    if technique_gold_spans:
+    gold = technique_gold(articles)
+    if gold:
         techniques = list(TECHNIQUES)
-        gold = technique_gold_spans
         metrics["tc"] = tc_scores({i: predictions.tc.get(i, []) for i in gold}, gold, techniques)
         metrics["flc"] = flc_scores({i: predictions.flc.get(i, []) for i in gold}, gold, techniques)
     metrics["calibration"] = calibration(articles, predictions, si_gold)

@@ -37,12 +37,13 @@ def run(args) -> int:
 
     source = Path(args.checkpoint)
     target = Path(args.target) if args.target else SHIPPED_DIR
-    new_selection = validation_selection(source)
+    new_report = validation_report(source)
     if (target / "validation.json").is_file() and not args.force:
-        if validation_articles(source) != validation_articles(target):
+        shipped_report = validation_report(target)
+        if held_out_ids(new_report) != held_out_ids(shipped_report):
             raise PersuasionError(f"{source}: validated on other articles than the shipped model, so the scores do "
                                   "not compare; train with the same seed and validation_fraction, or pass --force")
-        shipped_selection = validation_selection(target)
+        new_selection, shipped_selection = validation_selection(new_report), validation_selection(shipped_report)
         if new_selection < shipped_selection + MIN_GAIN:
             raise PersuasionError(f"{source}: validation SI F1 + TC micro-F1 {new_selection:.4f} is not above the "
                                   f"shipped model's {shipped_selection:.4f} by {MIN_GAIN}; pass --force to replace it anyway")
@@ -58,17 +59,22 @@ def run(args) -> int:
     return 0
 
 
-def validation_selection(checkpoint: Path) -> float:
-    """What model selection maximises: SI F1 + TC micro-F1 on the validation split, after tuning."""
+def validation_report(checkpoint: Path) -> dict:
+    """The validation.json `persuasion train` wrote beside a checkpoint."""
     path = checkpoint / "validation.json"
     if not path.is_file():
         raise PersuasionError(f"{checkpoint}: no validation.json; export checkpoints written by `persuasion train`")
-    report = json.loads(path.read_text())["validation"]
-    return report["si"]["f1"] + report["tc_micro_f1"]
+    return json.loads(path.read_text())
 
 
-def validation_articles(checkpoint: Path) -> list[str]:
-    return sorted(json.loads((checkpoint / "validation.json").read_text())["validation_articles"])
+def validation_selection(report: dict) -> float:
+    """What model selection maximises: SI F1 + TC micro-F1 on the validation split, after tuning."""
+    return report["validation"]["si"]["f1"] + report["validation"]["tc_micro_f1"]
+
+
+def held_out_ids(report: dict) -> list[str]:
+    """The validation split's article ids, sorted: two reports compare only if these are equal."""
+    return sorted(report["validation_articles"])
 
 
 def export(source: Path, target: Path) -> None:

@@ -135,6 +135,18 @@ def technique_tagging_note(recipe: dict) -> str:
             f"  what kind of fragment a token belongs to, which the B/I/O tags alone do not.\n")
 
 
+def weight_average_note(recipe: dict, history: list[dict]) -> str:
+    first = recipe.get("average_from_epoch", 0)
+    if not first:
+        return ""
+    chosen = max(history, key=lambda entry: entry["selection"])
+    shipped = (f"the mean over epochs {first} to {chosen['epoch']}" if chosen.get("weights") == "averaged"
+               else f"the last weights of epoch {chosen['epoch']}")
+    return (f"- From epoch {first} on, a running mean of the weights (one sample after every step) is validated\n"
+            f"  beside the last weights each epoch, and either may be selected (stochastic weight averaging);\n"
+            f"  the shipped weights are {shipped}.\n")
+
+
 def trained_section() -> str:
     """Training-time choices, when `model_card measure --trained` compared checkpoints (else nothing)."""
     path = RESULTS / "trained-variants.json"
@@ -145,7 +157,9 @@ Training-time choices cannot be switched off after training; `model_card measure
 scores other checkpoints, trained by `persuasion train` and tuned on the same validation split, beside
 the shipped one (written to `eval/results/trained-variants.json`). `persuasion export` replaces the
 shipped model only when validation SI F1 + TC micro-F1 rises by at least {MIN_GAIN}; smaller
-differences are ties, within what one fragment classified differently moves.
+differences are ties, within what one fragment classified differently moves. Training minutes are
+wall-clock on the 2-core machine, validation and tuning included; a run that shared the CPU with
+other jobs took longer than it would alone.
 
 {variant_rows(load(path)["variants"], "checkpoint", ("training minutes", "train_minutes"))}
 """
@@ -268,13 +282,11 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
 - Technique head: mean, first and last token of the span, the window's [CLS] and a span-length
   embedding; soft targets share a fragment annotated with k techniques between them;
   {recipe['technique_class_weighting']} class weights for the rare techniques.
-{technique_tagging_note(recipe)}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
+{technique_tagging_note(recipe)}{weight_average_note(recipe, validation['history'])}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
   rule (relabel a span whose words recur in the article) is {'on' if settings['repetition_rule'] else 'off'}: chosen on validation FLC F1.
 
 The inference stride, thresholds, temperatures, span gap and Repetition boost were fitted by the
-tuning step that ends `persuasion train`; this checkpoint's weights were trained before the stride,
-gap and boost searches were added to that step, so its tuning was re-run on the same validation
-split with the current code (`persuasion.train.tune.tune_detector`).
+tuning step that ends `persuasion train`, on the same validation split.
 
 Validation after tuning: SI F1 {tuned['si']['f1']:.3f}, TC micro-F1 {tuned['tc_micro_f1']:.3f},
 TC macro-F1 {tuned['tc_macro_f1']:.3f}, FLC F1 {tuned['flc_f1']:.3f} (from `model/shipped/validation.json`).

@@ -22,6 +22,13 @@ def test_every_config_loads_into_the_recipe():
         assert set(yaml.safe_load(path.read_text())) == set(recipe.to_dict()), path
 
 
+def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model():
+    shipped = json.loads((Path(__file__).resolve().parents[1] / "model" / "shipped" / "persuasion.json").read_text())
+    config = Recipe.from_yaml(CONFIGS / "minilm-cpu.yaml").to_dict()
+    where = ("data_dir", "output_dir")  # where a run reads and writes, not what it learns
+    assert {k: v for k, v in config.items() if k not in where} == {k: v for k, v in shipped["recipe"].items() if k not in where}
+
+
 def test_unknown_recipe_key_is_an_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochs: 2\nlearning_rte: 0.1\n")
@@ -171,6 +178,37 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     (checkpoint / "validation.json").write_text(json.dumps(report))
     assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
     assert "other articles" in capsys.readouterr().err
+
+
+def test_weight_average_is_the_mean_of_its_samples_and_leaves_the_model_alone():
+    from persuasion.train.loop import WeightAverage
+
+    model = torch.nn.Sequential(torch.nn.Embedding(4, 2), torch.nn.Linear(2, 2))
+    model[0].weight.requires_grad_(False)  # frozen, as the recipe freezes word embeddings
+    frozen = model[0].weight.detach().clone()
+    average = WeightAverage()
+    for value in (1.0, 2.0, 6.0):
+        with torch.no_grad():
+            model[1].weight.fill_(value)
+        average.add(model)
+    averaged = average.applied_to(model)
+    assert torch.allclose(averaged[1].weight, torch.full((2, 2), 3.0))
+    assert torch.equal(averaged[0].weight, frozen)
+    assert torch.equal(model[1].weight, torch.full((2, 2), 6.0))  # the training model keeps its own weights
+
+
+def test_averaged_weights_compete_in_selection_from_their_epoch_on(tmp_path):
+    from persuasion.cli import main
+
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 3\n"
+                      "batch_size: 4\nvalidation_fraction: 0.25\naverage_from_epoch: 2\npatience: 3\n")
+    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
+    history = json.loads((tmp_path / "run" / "checkpoint" / "validation.json").read_text())["history"]
+    assert [(entry["epoch"], entry["weights"]) for entry in history] == [
+        (1, "last"), (2, "last"), (2, "averaged"), (3, "last"), (3, "averaged")]
 
 
 def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):

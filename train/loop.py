@@ -87,6 +87,37 @@ def make_training_network(network, technique_tagging: bool):
     return TrainingNetwork()
 
 
+class WeightAverage:
+    """Running mean of the trainable weights, one sample after every optimiser step.
+
+    The mean of the points a fine-tune passes through late in training sits in a flatter region
+    of the loss than any one of them and generalises better (stochastic weight averaging,
+    Izmailov et al. 2018), like an ensemble of those points at the inference cost of one model.
+    The mean stays on the weights' device: copying a large encoder to the CPU every step would
+    cost more than the step.
+    """
+
+    def __init__(self):
+        self.mean, self.samples = {}, 0
+
+    def add(self, model) -> None:
+        self.samples += 1
+        for name, parameter in model.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            weights = parameter.detach().float()
+            if name in self.mean:
+                self.mean[name] += (weights - self.mean[name]) / self.samples
+            else:
+                self.mean[name] = weights.clone()
+
+    def applied_to(self, model):
+        """A copy of the model carrying the averaged weights (frozen weights are shared by every sample)."""
+        averaged = copy.deepcopy(model)
+        averaged.load_state_dict(self.mean, strict=False)
+        return averaged
+
+
 def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float,
                   technique_tagging_weight: float = 0.0):
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
@@ -198,6 +229,7 @@ def train(recipe: Recipe, log=None) -> Path:
                                 recipe=recipe.to_dict())
     started = time.time()
     step, best_score, best_state, epochs_without_gain, history = 0, -1.0, None, 0, []
+    weight_average = WeightAverage()
     out_of_budget = False
     for epoch in range(recipe.epochs):
         rng = random.Random(recipe.seed * 1000 + epoch)
@@ -207,6 +239,7 @@ def train(recipe: Recipe, log=None) -> Path:
         # Every process takes the same number of batches so gradient synchronisation lines up.
         per_process = len(batches) // accelerator.num_processes
         batches = batches[accelerator.process_index * per_process: (accelerator.process_index + 1) * per_process]
+        averaging = 0 < recipe.average_from_epoch <= epoch + 1
         network.train()
         epoch_started, tokens_seen, running = time.time(), 0, []
         for batch_windows in batches:
@@ -220,6 +253,8 @@ def train(recipe: Recipe, log=None) -> Path:
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
+            if averaging and accelerator.is_main_process:  # only the main process validates
+                weight_average.add(accelerator.unwrap_model(network).network)
             step += 1
             tokens_seen += int(batch["attention_mask"].sum())
             running.append(loss.item())
@@ -235,16 +270,20 @@ def train(recipe: Recipe, log=None) -> Path:
 
         if accelerator.is_main_process:
             model = accelerator.unwrap_model(network).network.eval()
-            scores = validation_scores(Detector(model, tokenizer, copy.deepcopy(settings), str(accelerator.device)),
-                                       validation_articles) if validation_articles else {"selection": -float(epoch)}
-            scores.update(epoch=epoch + 1, step=step, minutes=round((time.time() - started) / 60, 2))
-            history.append(scores)
-            say(f"validation after epoch {epoch + 1}: {json.dumps(scores)}")
-            if scores["selection"] > best_score:
-                best_score, epochs_without_gain = scores["selection"], 0
-                best_state = {name: tensor.detach().cpu().clone() for name, tensor in model.state_dict().items()}
-            else:
-                epochs_without_gain += 1
+            candidates = {"last": model}
+            if weight_average.samples:
+                candidates["averaged"] = weight_average.applied_to(model)
+            gained = False
+            for weights, candidate in candidates.items():
+                scores = (validation_scores(Detector(candidate, tokenizer, copy.deepcopy(settings), str(accelerator.device)),
+                                            validation_articles) if validation_articles else {"selection": -float(epoch)})
+                scores.update(epoch=epoch + 1, step=step, minutes=round((time.time() - started) / 60, 2), weights=weights)
+                history.append(scores)
+                say(f"validation after epoch {epoch + 1}: {json.dumps(scores)}")
+                if scores["selection"] > best_score:
+                    best_score, gained = scores["selection"], True
+                    best_state = {name: tensor.detach().cpu().clone() for name, tensor in candidate.state_dict().items()}
+            epochs_without_gain = 0 if gained else epochs_without_gain + 1
         stop = out_of_budget or epochs_without_gain >= recipe.patience
         if accelerator.num_processes > 1:
             stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())

@@ -135,16 +135,29 @@ def technique_tagging_note(recipe: dict) -> str:
             f"  what kind of fragment a token belongs to, which the B/I/O tags alone do not.\n")
 
 
-def weight_average_note(recipe: dict, history: list[dict]) -> str:
-    first = recipe.get("average_from_epoch", 0)
-    if not first:
+def weight_selection_note(recipe: dict, history: list[dict]) -> str:
+    """Which weights were candidates in training and which of them ship, read from the validation history."""
+    first, members = recipe.get("average_from_epoch", 0), recipe.get("soup_members", 1)
+    if not first and members <= 1:
         return ""
-    chosen = max(history, key=lambda entry: entry["selection"])
-    shipped = (f"the mean over epochs {first} to {chosen['epoch']}" if chosen.get("weights") == "averaged"
-               else f"the last weights of epoch {chosen['epoch']}")
-    return (f"- From epoch {first} on, a running mean of the weights (one sample after every step) is validated\n"
-            f"  beside the last weights each epoch, and either may be selected (stochastic weight averaging);\n"
-            f"  the shipped weights are {shipped}.\n")
+    note = ""
+    if first:
+        note += (f"- From epoch {first} on, a running mean of the weights (one sample after every step) is validated\n"
+                 f"  beside the last weights each epoch, and either may be selected (stochastic weight averaging).\n")
+    if members > 1:
+        note += (f"- {members} fine-tunes start from the same weights and differ only in how the windows are cut and\n"
+                 f"  shuffled and in dropout. The mean of their selected weights (a uniform model soup) competes\n"
+                 f"  with each of them on validation.\n")
+    chosen = max(history, key=lambda entry: entry["selection"])  # the loop keeps the first best, as max does
+    if chosen["weights"] == "soup":
+        shipped = f"the mean of the {chosen['members']} fine-tunes' weights"
+    elif chosen["weights"] == "averaged":
+        shipped = f"the mean over epochs {first} to {chosen['epoch']}"
+    else:
+        shipped = f"the last weights of epoch {chosen['epoch']}"
+    if "member" in chosen:
+        shipped += f" of fine-tune {chosen['member'] + 1}"
+    return note + f"- The shipped weights are {shipped}.\n"
 
 
 def trained_section() -> str:
@@ -282,7 +295,7 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
 - Technique head: mean, first and last token of the span, the window's [CLS] and a span-length
   embedding; soft targets share a fragment annotated with k techniques between them;
   {recipe['technique_class_weighting']} class weights for the rare techniques.
-{technique_tagging_note(recipe)}{weight_average_note(recipe, validation['history'])}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
+{technique_tagging_note(recipe)}{weight_selection_note(recipe, validation['history'])}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
   rule (relabel a span whose words recur in the article) is {'on' if settings['repetition_rule'] else 'off'}: chosen on validation FLC F1.
 
 The inference stride, thresholds, temperatures, span gap and Repetition boost were fitted by the

@@ -118,6 +118,18 @@ class WeightAverage:
         return averaged
 
 
+def weight_soup(states: list[dict]) -> dict:
+    """The element-wise mean of several networks' weights (a uniform "model soup").
+
+    Fine-tunes that start from the same weights stay in one basin of the loss, so their mean is
+    a sound network that, like an ensemble of them, tends to generalise better than each
+    (Wortsman et al. 2022), at the inference cost of one model.
+    """
+    return {name: (sum(state[name].float() for state in states) / len(states)).to(tensor.dtype)
+            if tensor.is_floating_point() else tensor
+            for name, tensor in states[0].items()}
+
+
 def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float,
                   technique_tagging_weight: float = 0.0):
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
@@ -184,10 +196,6 @@ def train(recipe: Recipe, log=None) -> Path:
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
 
     tokenizer = AutoTokenizer.from_pretrained(base_model)
-    network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
-    if recipe.freeze_word_embeddings:
-        network.encoder.get_input_embeddings().weight.requires_grad_(False)
-    network = make_training_network(network, recipe.technique_tagging_weight > 0)
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
@@ -196,105 +204,139 @@ def train(recipe: Recipe, log=None) -> Path:
         say(f"{len(memes)} meme texts added for the technique head")
     class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting)
     content_tokens = recipe.window_tokens - 2
-
-    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-    groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
-    for name, parameter in network.named_parameters():
-        if not parameter.requires_grad:
-            continue
-        if not name.startswith("network.encoder."):
-            groups["heads"].append(parameter)
-        elif any(marker in name for marker in no_decay):
-            groups["encoder_no_decay"].append(parameter)
-        else:
-            groups["encoder_decay"].append(parameter)
-    optimizer = torch.optim.AdamW([
-        {"params": groups["encoder_decay"], "lr": recipe.learning_rate, "weight_decay": recipe.weight_decay},
-        {"params": groups["encoder_no_decay"], "lr": recipe.learning_rate, "weight_decay": 0.0},
-        {"params": groups["heads"], "lr": recipe.head_learning_rate, "weight_decay": recipe.weight_decay},
-    ])
-    windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
-    steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
-    total_steps = steps_per_epoch * recipe.epochs
-    if recipe.max_steps:
-        total_steps = min(total_steps, recipe.max_steps)
-    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
-    network, optimizer, scheduler = accelerator.prepare(network, optimizer, scheduler)
-    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
-                                           ignore_index=IGNORE).to(accelerator.device)
-    class_weights = class_weights.to(accelerator.device)
-
     settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
                                 window_stride=recipe.inference_stride, base_model=recipe.base_model,
                                 recipe=recipe.to_dict())
     started = time.time()
-    step, best_score, best_state, epochs_without_gain, history = 0, -1.0, None, 0, []
-    weight_average = WeightAverage()
-    out_of_budget = False
-    for epoch in range(recipe.epochs):
-        rng = random.Random(recipe.seed * 1000 + epoch)
-        windows = [window for article in encoded for window in cut_windows(article, content_tokens, rng)]
-        rng.shuffle(windows)
-        batches = [windows[i: i + recipe.batch_size] for i in range(0, len(windows), recipe.batch_size)]
-        # Every process takes the same number of batches so gradient synchronisation lines up.
-        per_process = len(batches) // accelerator.num_processes
-        batches = batches[accelerator.process_index * per_process: (accelerator.process_index + 1) * per_process]
-        averaging = 0 < recipe.average_from_epoch <= epoch + 1
-        network.train()
-        epoch_started, tokens_seen, running = time.time(), 0, []
-        for batch_windows in batches:
-            batch = {key: value.to(accelerator.device)
-                     for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
-            with accelerator.autocast():
-                loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight,
-                                     recipe.technique_tagging_weight)
-            accelerator.backward(loss)
-            accelerator.clip_grad_norm_(network.parameters(), 1.0)
-            optimizer.step()
-            scheduler.step()
-            optimizer.zero_grad()
-            if averaging and accelerator.is_main_process:  # only the main process validates
-                weight_average.add(accelerator.unwrap_model(network).network)
-            step += 1
-            tokens_seen += int(batch["attention_mask"].sum())
-            running.append(loss.item())
-            if step % 25 == 0:
-                rate = tokens_seen * accelerator.num_processes / (time.time() - epoch_started)
-                say(f"epoch {epoch + 1} step {step}/{total_steps} loss {sum(running) / len(running):.4f} "
-                    f"({rate:.0f} tokens/s)")
-                running = []
-            minutes = (time.time() - started) / 60
-            if (recipe.max_minutes and minutes >= recipe.max_minutes) or (recipe.max_steps and step >= recipe.max_steps):
-                out_of_budget = True
+    history: list[dict] = []
+
+    def validate(candidate, weights: str, place: dict) -> float:
+        """Score one candidate on the validation split and log it into the history; returns its selection score.
+
+        `place` says where in training the candidate comes from (epoch, step, member).
+        """
+        detector = Detector(candidate, tokenizer, copy.deepcopy(settings), str(accelerator.device))
+        scores = (validation_scores(detector, validation_articles) if validation_articles
+                  else {"selection": -float(place.get("epoch", recipe.epochs))})
+        scores.update(place, minutes=round((time.time() - started) / 60, 2), weights=weights)
+        history.append(scores)
+        say(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(scores)}")
+        return scores["selection"]
+
+    def train_member(member: int):
+        """One fine-tune from the shared initial weights; returns (network, best score, best state)."""
+        set_seed(recipe.seed)  # every member starts from the same weights, so their mean is a sound model
+        network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
+        if recipe.freeze_word_embeddings:
+            network.encoder.get_input_embeddings().weight.requires_grad_(False)
+        network = make_training_network(network, recipe.technique_tagging_weight > 0)
+        if member:  # member 0 keeps the single-model random stream, so one-member recipes train as before
+            set_seed(recipe.seed + member)
+
+        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+        groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
+        for name, parameter in network.named_parameters():
+            if not parameter.requires_grad:
+                continue
+            if not name.startswith("network.encoder."):
+                groups["heads"].append(parameter)
+            elif any(marker in name for marker in no_decay):
+                groups["encoder_no_decay"].append(parameter)
+            else:
+                groups["encoder_decay"].append(parameter)
+        optimizer = torch.optim.AdamW([
+            {"params": groups["encoder_decay"], "lr": recipe.learning_rate, "weight_decay": recipe.weight_decay},
+            {"params": groups["encoder_no_decay"], "lr": recipe.learning_rate, "weight_decay": 0.0},
+            {"params": groups["heads"], "lr": recipe.head_learning_rate, "weight_decay": recipe.weight_decay},
+        ])
+        windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
+        steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
+        total_steps = steps_per_epoch * recipe.epochs
+        if recipe.max_steps:
+            total_steps = min(total_steps, recipe.max_steps)
+        scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
+        network, optimizer, scheduler = accelerator.prepare(network, optimizer, scheduler)
+        token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
+                                               ignore_index=IGNORE).to(accelerator.device)
+        weights_per_class = class_weights.to(accelerator.device)
+        # The time budget is shared out equally, so a slow machine still trains every member.
+        member_minutes = recipe.max_minutes * (member + 1) / recipe.soup_members
+
+        step, best_score, best_state, epochs_without_gain = 0, -float("inf"), None, 0
+        weight_average = WeightAverage()
+        out_of_budget = False
+        for epoch in range(recipe.epochs):
+            rng = random.Random((recipe.seed + member) * 1000 + epoch)
+            windows = [window for article in encoded for window in cut_windows(article, content_tokens, rng)]
+            rng.shuffle(windows)
+            batches = [windows[i: i + recipe.batch_size] for i in range(0, len(windows), recipe.batch_size)]
+            # Every process takes the same number of batches so gradient synchronisation lines up.
+            per_process = len(batches) // accelerator.num_processes
+            batches = batches[accelerator.process_index * per_process: (accelerator.process_index + 1) * per_process]
+            averaging = 0 < recipe.average_from_epoch <= epoch + 1
+            network.train()
+            epoch_started, tokens_seen, running = time.time(), 0, []
+            for batch_windows in batches:
+                batch = {key: value.to(accelerator.device)
+                         for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
+                with accelerator.autocast():
+                    loss = training_loss(network, batch, token_loss, weights_per_class, recipe.technique_loss_weight,
+                                         recipe.technique_tagging_weight)
+                accelerator.backward(loss)
+                accelerator.clip_grad_norm_(network.parameters(), 1.0)
+                optimizer.step()
+                scheduler.step()
+                optimizer.zero_grad()
+                if averaging and accelerator.is_main_process:  # only the main process validates
+                    weight_average.add(accelerator.unwrap_model(network).network)
+                step += 1
+                tokens_seen += int(batch["attention_mask"].sum())
+                running.append(loss.item())
+                if step % 25 == 0:
+                    rate = tokens_seen * accelerator.num_processes / (time.time() - epoch_started)
+                    say(f"epoch {epoch + 1} step {step}/{total_steps} loss {sum(running) / len(running):.4f} "
+                        f"({rate:.0f} tokens/s)")
+                    running = []
+                minutes = (time.time() - started) / 60
+                if (recipe.max_minutes and minutes >= member_minutes) or (recipe.max_steps and step >= recipe.max_steps):
+                    out_of_budget = True
+                    break
+
+            if accelerator.is_main_process:
+                model = accelerator.unwrap_model(network).network.eval()
+                candidates = {"last": model}
+                if weight_average.samples:
+                    candidates["averaged"] = weight_average.applied_to(model)
+                gained = False
+                for weights, candidate in candidates.items():
+                    place = {"epoch": epoch + 1, "step": step}
+                    if recipe.soup_members > 1:
+                        place["member"] = member
+                    score = validate(candidate, weights, place)
+                    if score > best_score:
+                        best_score, gained = score, True
+                        best_state = {name: tensor.detach().cpu().clone() for name, tensor in candidate.state_dict().items()}
+                epochs_without_gain = 0 if gained else epochs_without_gain + 1
+            stop = out_of_budget or epochs_without_gain >= recipe.patience
+            if accelerator.num_processes > 1:
+                stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
+            if stop:
+                say("stopping: " + ("budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"))
                 break
+        network = accelerator.unwrap_model(network).network.cpu().eval()
+        accelerator.free_memory()  # the next member gets a fresh optimiser; drop this one's state
+        return network, best_score, best_state
 
-        if accelerator.is_main_process:
-            model = accelerator.unwrap_model(network).network.eval()
-            candidates = {"last": model}
-            if weight_average.samples:
-                candidates["averaged"] = weight_average.applied_to(model)
-            gained = False
-            for weights, candidate in candidates.items():
-                scores = (validation_scores(Detector(candidate, tokenizer, copy.deepcopy(settings), str(accelerator.device)),
-                                            validation_articles) if validation_articles else {"selection": -float(epoch)})
-                scores.update(epoch=epoch + 1, step=step, minutes=round((time.time() - started) / 60, 2), weights=weights)
-                history.append(scores)
-                say(f"validation after epoch {epoch + 1}: {json.dumps(scores)}")
-                if scores["selection"] > best_score:
-                    best_score, gained = scores["selection"], True
-                    best_state = {name: tensor.detach().cpu().clone() for name, tensor in candidate.state_dict().items()}
-            epochs_without_gain = 0 if gained else epochs_without_gain + 1
-        stop = out_of_budget or epochs_without_gain >= recipe.patience
-        if accelerator.num_processes > 1:
-            stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
-        if stop:
-            say("stopping: " + ("budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"))
-            break
-
+    members = [train_member(member) for member in range(recipe.soup_members)]
     accelerator.wait_for_everyone()
     if not accelerator.is_main_process:
         return output_dir / "checkpoint"
-    model = accelerator.unwrap_model(network).network.cpu().eval()
+    model, best_score, best_state = max(members, key=lambda member: member[1])
+    if len(members) > 1:
+        soup = weight_soup([state for _, _, state in members])
+        model.load_state_dict(soup)
+        if validate(model, "soup", {"members": len(members)}) > best_score:
+            best_state = soup
     model.load_state_dict(best_state)
     checkpoint = save_checkpoint(model, tokenizer, settings, output_dir / "checkpoint")
     # Tune on the fp16 weights as shipped, so thresholds match what users load.

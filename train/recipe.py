@@ -35,6 +35,7 @@ class Recipe:
     technique_tagging_weight: float = 0.0  # auxiliary per-token technique loss during training (0: off)
     technique_class_weighting: str = "sqrt_inverse"  # or "none": rare techniques weigh more
     average_from_epoch: int = 0  # from this epoch on, also validate the running mean of the weights (0: off)
+    soup_members: int = 1  # fine-tunes from the same start on differently shuffled windows; their mean competes (1: off)
     patience: int = 2  # epochs without validation gain before stopping
     max_minutes: float = 0.0  # stop training after this long (0: no limit); tuning still runs
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit); for smoke tests

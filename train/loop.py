@@ -87,6 +87,28 @@ def make_training_network(network, technique_tagging: bool):
     return TrainingNetwork()
 
 
+def make_optimizer(network, recipe: Recipe):
+    """AdamW with the encoder at the recipe's learning rate and the freshly initialised heads at their own."""
+    import torch
+
+    no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
+    groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
+    for name, parameter in network.named_parameters():
+        if not parameter.requires_grad:
+            continue
+        if not name.startswith("network.encoder."):
+            groups["heads"].append(parameter)
+        elif any(marker in name for marker in no_decay):
+            groups["encoder_no_decay"].append(parameter)
+        else:
+            groups["encoder_decay"].append(parameter)
+    return torch.optim.AdamW([
+        {"params": groups["encoder_decay"], "lr": recipe.learning_rate, "weight_decay": recipe.weight_decay},
+        {"params": groups["encoder_no_decay"], "lr": recipe.learning_rate, "weight_decay": 0.0},
+        {"params": groups["heads"], "lr": recipe.head_learning_rate, "weight_decay": recipe.weight_decay},
+    ])
+
+
 class WeightAverage:
     """Running mean of the trainable weights, one sample after every optimiser step.
 
@@ -233,22 +255,7 @@ def train(recipe: Recipe, log=None) -> Path:
         if member:  # member 0 keeps the single-model random stream, so one-member recipes train as before
             set_seed(recipe.seed + member)
 
-        no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
-        groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
-        for name, parameter in network.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            if not name.startswith("network.encoder."):
-                groups["heads"].append(parameter)
-            elif any(marker in name for marker in no_decay):
-                groups["encoder_no_decay"].append(parameter)
-            else:
-                groups["encoder_decay"].append(parameter)
-        optimizer = torch.optim.AdamW([
-            {"params": groups["encoder_decay"], "lr": recipe.learning_rate, "weight_decay": recipe.weight_decay},
-            {"params": groups["encoder_no_decay"], "lr": recipe.learning_rate, "weight_decay": 0.0},
-            {"params": groups["heads"], "lr": recipe.head_learning_rate, "weight_decay": recipe.weight_decay},
-        ])
+        optimizer = make_optimizer(network, recipe)
         windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
         steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
         total_steps = steps_per_epoch * recipe.epochs

@@ -258,14 +258,22 @@ def test_weight_soup_is_the_mean_of_the_members():
 
 def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
     from persuasion.cli import main
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.train.loop import split_by_article
 
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     data = write_tiny_corpus(tmp_path / "ptc", articles=8)
     config = tmp_path / "tiny.yaml"
     config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 2\n"
-                      "batch_size: 4\nvalidation_fraction: 0.25\nsoup_members: 2\npatience: 2\n")
+                      "batch_size: 4\nvalidation_fraction: 0.25\nsoup_members: 2\npatience: 2\n"
+                      "seed: 5\nsplit_seed: 13\n")
     assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "checkpoint" / "validation.json").read_text())
+    # Another training seed keeps the validation split, so the runs compare.
+    def held_out(seed):
+        return sorted(article.article_id for article in split_by_article(read_ptc_articles(data, "train"), 0.25, seed)[1])
+
+    assert summary["validation_articles"] == held_out(13) != held_out(5)
     places = [(entry.get("member"), entry.get("epoch"), entry["weights"]) for entry in summary["history"]]
     assert places == [(0, 1, "last"), (0, 2, "last"), (1, 1, "last"), (1, 2, "last"), (None, None, "soup")]
     assert summary["history"][-1]["members"] == 2

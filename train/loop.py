@@ -213,7 +213,7 @@ def train(recipe: Recipe, log=None) -> Path:
     techniques = list(TECHNIQUES)
     base_model = recipe.resolved_base_model()
     articles = read_ptc_articles(recipe.data_dir, "train")
-    train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.seed)
+    train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
     say(f"recipe {json.dumps(recipe.to_dict())}")
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
 

@@ -175,7 +175,38 @@ wall-clock on the 2-core machine, validation and tuning included; a run that sha
 other jobs took longer than it would alone.
 
 {variant_rows(load(path)["variants"], "checkpoint", ("training minutes", "train_minutes"))}
-"""
+{seed_note(load(path)["variants"])}"""
+
+
+def seed_note(variants: list[dict]) -> str:
+    """How far the shipped recipe moves with its training seed alone: the noise under every comparison above."""
+    from persuasion.train.recipe import Recipe
+
+    def learned(recipe: dict) -> dict:  # what a run learns from: not where it reads and writes, nor its seed
+        return {key: value for key, value in Recipe.from_dict(recipe).to_dict().items()
+                if key not in ("data_dir", "output_dir", "seed")}
+
+    shipped, *others = variants
+    if "recipe" not in shipped:
+        return ""
+    reruns = [row for row in others if "recipe" in row and learned(row["recipe"]) == learned(shipped["recipe"])]
+    if not reruns:
+        return ""
+    runs = [shipped] + reruns
+
+    def spread(split: str, measure: str) -> str:
+        values = [row[split][measure] for row in runs]
+        return f"{min(values):.3f} to {max(values):.3f}"
+
+    note = (f"\nThe shipped recipe was trained with {len(runs)} training seeds "
+            f"({', '.join(str(row['recipe']['seed']) for row in runs)}) on the same validation split:\n"
+            f"validation SI F1 {spread('validation', 'si_f1')} and TC micro-F1 {spread('validation', 'tc_micro_f1')}; "
+            f"dev SI F1 {spread('dev', 'si_f1')} and TC\nmicro-F1 {spread('dev', 'tc_micro_f1')}. "
+            f"Differences of this size between checkpoints are run-to-run noise.")
+    if all(shipped["dev"][measure] >= row["dev"][measure] for row in reruns for measure in ("si_f1", "tc_micro_f1")):
+        note += ("\nThe shipped checkpoint is also the best of these seeds on dev, so expect its dev numbers to be on\n"
+                 "the high side of what the recipe gives on unseen articles.")
+    return note + "\n"
 
 
 def model_index_results(shipped: dict) -> str:
@@ -274,7 +305,7 @@ Every output is a suggestion to be read by a person, in context.
   corpus is distributed by its authors for research use (Zenodo record 3952415); it is not
   redistributed here and is read from a folder you provide.
 - A validation split of {len(validation['validation_articles'])} articles, drawn from train by article with seed
-  {recipe['seed']}, selects the epoch and fits the decoding choices and both calibration temperatures.
+  {recipe.get('split_seed', recipe['seed'])}, selects the epoch and fits the decoding choices and both calibration temperatures.
   The dev split is never used for any choice.
 - The SemEval-2021 Task 6 meme texts are not used for training (the recipe's `meme_dir` is empty);
   their dev set serves only as an out-of-domain probe.

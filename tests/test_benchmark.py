@@ -126,3 +126,19 @@ def test_trained_variants_are_compared_only_on_the_same_validation_split(tmp_pat
     with pytest.raises(SystemExit, match="other articles"):
         ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
                        "--trained", f"elsewhere={runs['other']}"])
+
+
+def test_the_card_gives_the_seed_spread_only_for_reruns_of_the_shipped_recipe():
+    from persuasion.eval.model_card import seed_note
+
+    def row(seed, dev_si, epochs=8):
+        scores = {"si_f1": dev_si, "tc_micro_f1": 0.6}
+        return {"recipe": {"seed": seed, "epochs": epochs, "output_dir": f"runs/{seed}"},
+                "validation": scores, "dev": scores}
+
+    shipped, rerun, other_recipe = row(13, 0.42), row(14, 0.41), row(15, 0.30, epochs=6)
+    note = seed_note([shipped, rerun, other_recipe])
+    assert "2 training seeds (13, 14)" in note and "dev SI F1 0.410 to 0.420" in note
+    assert "best of these seeds on dev" in note
+    assert "best of these seeds" not in seed_note([row(13, 0.40), rerun])
+    assert seed_note([shipped, other_recipe]) == ""

@@ -144,8 +144,8 @@ def weight_soup(states: list[dict]) -> dict:
     """The element-wise mean of several networks' weights (a uniform "model soup").
 
     Fine-tunes that start from the same weights stay in one basin of the loss, so their mean is
-    a sound network that, like an ensemble of them, tends to generalise better than each
-    (Wortsman et al. 2022), at the inference cost of one model.
+    a sound network; such soups often generalise better than each ingredient (Wortsman et al.
+    2022) at the inference cost of one model. Whether they do here is for validation to say.
     """
     return {name: (sum(state[name].float() for state in states) / len(states)).to(tensor.dtype)
             if tensor.is_floating_point() else tensor

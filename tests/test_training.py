@@ -45,6 +45,13 @@ def test_wrong_type_is_an_error(tmp_path):
         Recipe.from_yaml(path)
 
 
+def test_a_soup_needs_at_least_one_member(tmp_path):
+    path = tmp_path / "bad.yaml"
+    path.write_text("soup_members: 0\n")
+    with pytest.raises(PersuasionError, match="soup_members"):
+        Recipe.from_yaml(path)
+
+
 def write_tiny_corpus(root: Path, articles: int = 6) -> Path:
     """A PTC-layout train split: short articles, each with two technique spans."""
     (root / "train-articles").mkdir(parents=True)
@@ -269,10 +276,11 @@ def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
                       "seed: 5\nsplit_seed: 13\n")
     assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
     summary = json.loads((tmp_path / "run" / "checkpoint" / "validation.json").read_text())
-    # Another training seed keeps the validation split, so the runs compare.
+
     def held_out(seed):
         return sorted(article.article_id for article in split_by_article(read_ptc_articles(data, "train"), 0.25, seed)[1])
 
+    # Another training seed keeps the validation split, so the runs compare.
     assert summary["validation_articles"] == held_out(13) != held_out(5)
     places = [(entry.get("member"), entry.get("epoch"), entry["weights"]) for entry in summary["history"]]
     assert places == [(0, 1, "last"), (0, 2, "last"), (1, 1, "last"), (1, 2, "last"), (None, None, "soup")]

@@ -69,6 +69,8 @@ class Recipe:
                 setattr(recipe, name, float(value))
             elif not isinstance(value, expected):
                 raise PersuasionError(f"{source}: {name} should be {expected.__name__}, got {value!r}")
+        if recipe.soup_members < 1:
+            raise PersuasionError(f"{source}: soup_members should be 1 (one fine-tune) or more, got {recipe.soup_members}")
         return recipe
 
     def to_dict(self) -> dict:

@@ -224,8 +224,15 @@ def train(recipe: Recipe, log=None) -> Path:
         memes = read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
-    class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting)
+    class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting).to(accelerator.device)
+    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
+                                           ignore_index=IGNORE).to(accelerator.device)
     content_tokens = recipe.window_tokens - 2
+    windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
+    steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
+    total_steps = steps_per_epoch * recipe.epochs
+    if recipe.max_steps:
+        total_steps = min(total_steps, recipe.max_steps)
     settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
                                 window_stride=recipe.inference_stride, base_model=recipe.base_model,
                                 recipe=recipe.to_dict())
@@ -256,16 +263,8 @@ def train(recipe: Recipe, log=None) -> Path:
             set_seed(recipe.seed + member)
 
         optimizer = make_optimizer(network, recipe)
-        windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
-        steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
-        total_steps = steps_per_epoch * recipe.epochs
-        if recipe.max_steps:
-            total_steps = min(total_steps, recipe.max_steps)
         scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
         network, optimizer, scheduler = accelerator.prepare(network, optimizer, scheduler)
-        token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
-                                               ignore_index=IGNORE).to(accelerator.device)
-        weights_per_class = class_weights.to(accelerator.device)
         # The time budget is shared out equally, so a slow machine still trains every member.
         member_minutes = recipe.max_minutes * (member + 1) / recipe.soup_members
 
@@ -287,7 +286,7 @@ def train(recipe: Recipe, log=None) -> Path:
                 batch = {key: value.to(accelerator.device)
                          for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
                 with accelerator.autocast():
-                    loss = training_loss(network, batch, token_loss, weights_per_class, recipe.technique_loss_weight,
+                    loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight,
                                          recipe.technique_tagging_weight)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(network.parameters(), 1.0)

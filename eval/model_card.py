@@ -182,9 +182,10 @@ def seed_note(variants: list[dict]) -> str:
     """How far the shipped recipe moves with its training seed alone: the noise under every comparison above."""
     from persuasion.train.recipe import Recipe
 
-    def learned(recipe: dict) -> dict:  # what a run learns from: not where it reads and writes, nor its seed
-        return {key: value for key, value in Recipe.from_dict(recipe).to_dict().items()
-                if key not in ("data_dir", "output_dir", "seed")}
+    def learned(recipe: dict) -> dict:  # recipes written before a key existed take its default
+        choices = Recipe.from_dict(recipe).training_choices()
+        choices.pop("seed")
+        return choices
 
     shipped, *others = variants
     if "recipe" not in shipped:

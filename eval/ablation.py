@@ -7,8 +7,9 @@
 Inference-time choices: each variant changes one setting of the shipped model; where the change
 affects span decoding the span threshold is re-tuned on the validation split (never on dev),
 exactly as training tunes it. Training-time choices (--trained): other checkpoints trained and
-tuned by `persuasion train` on the same validation split, each as its run left it.
-Every variant is scored on validation and on dev with the official measures.
+tuned by `persuasion train` on the same validation split, each as its run left it; rows that an
+earlier run wrote to --out for checkpoints not named now are kept, since their run folders need
+not survive. Every variant is scored on validation and on dev with the official measures.
 """
 
 from __future__ import annotations
@@ -60,6 +61,14 @@ def trained_variants(base: DetectorSystem, checkpoint: Path, others: list[str], 
     return rows
 
 
+def earlier_rows(path: Path, measured: set[str]) -> list[dict]:
+    """Trained-variant rows in an earlier --out for the checkpoints not scored again now (the shipped row is)."""
+    if not path.is_file():
+        return []
+    return [row for row in json.loads(path.read_text())["variants"]
+            if row["variant"] not in measured and row["variant"] != "as shipped"]
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="PTC folder")
@@ -76,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     validation = validation_articles(args.data, checkpoint)
     dev = read_ptc_articles(args.data, "dev")
     if args.trained:
-        rows = trained_variants(base, checkpoint, args.trained, validation, dev)
+        shipped_row, *others = trained_variants(base, checkpoint, args.trained, validation, dev)
+        rows = [shipped_row, *earlier_rows(args.out, {row["variant"] for row in others}), *others]
         args.out.parent.mkdir(parents=True, exist_ok=True)
         args.out.write_text(json.dumps({"checkpoint": str(args.checkpoint or "shipped"), "variants": rows}, indent=2) + "\n")
         return 0
@@ -93,6 +103,11 @@ def main(argv: list[str] | None = None) -> int:
          {"window_stride": other_stride}, True, False),
         ("dynamic int8 weights", {}, False, True),
     ]
+    if shipped.span_extension_margin:
+        variants.insert(1, ("no growing of spans below the span threshold (span_extension_margin 0)",
+                            {"span_extension_margin": 0.0}, True, False))
+    if shipped.sentence_gate:
+        variants.insert(1, ("no sentence gate (sentence_gate 0)", {"sentence_gate": 0.0}, True, False))
     results = []
     for name, changes, retune, quantize in variants:
         system = DetectorSystem(args.checkpoint, quantize=quantize) if quantize else copy.copy(base)

@@ -135,6 +135,30 @@ def technique_tagging_note(recipe: dict) -> str:
             f"  what kind of fragment a token belongs to, which the B/I/O tags alone do not.\n")
 
 
+def span_decoding_note(settings: dict) -> str:
+    threshold, margin = settings["span_threshold"], settings.get("span_extension_margin", 0.0)
+    if not margin:
+        return (f"decoding takes runs of tokens whose p(inside) passes a threshold tuned on validation\n"
+                f"  ({threshold}), splits a run where p(begin) dominates, and grows spans to whole words.")
+    return (f"decoding takes runs of tokens whose p(inside) passes {threshold - margin:.3g} and keeps those\n"
+            f"  that reach {threshold} somewhere (hysteresis: the tagger is surest inside a fragment, so a span\n"
+            f"  grows from its peak over weaker neighbours; both thresholds tuned on validation), splits a run\n"
+            f"  where p(begin) dominates, and grows spans to whole words.")
+
+
+def sentence_head_note(recipe: dict, settings: dict) -> str:
+    weight = recipe.get("sentence_loss_weight", 0.0)
+    if not weight:
+        return ""
+    gate = settings.get("sentence_gate", 0.0)
+    use = (f"At inference a token's score is p(inside) times p(sentence) ** {gate:g}, the exponent fitted on\n"
+           f"  validation, so the tagger's hits in sentences the sentence head finds clean fade out."
+           if gate else "Validation tuning found that gating the token scores by it did not pay, so it is unused.")
+    return (f"- A third head scores whether each sentence holds a technique, from its mean-pooled tokens (binary\n"
+            f"  loss, weight {weight}; the sentence level of the multi-granularity network of Da San Martino et al.,\n"
+            f"  2019). {use}\n")
+
+
 def weight_selection_note(recipe: dict, history: list[dict]) -> str:
     """Which weights were candidates in training and which of them ship, read from the validation history."""
     first, members = recipe.get("average_from_epoch", 0), recipe.get("soup_members", 1)
@@ -322,12 +346,11 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
   (patience {recipe['patience']}) on validation SI F1 + TC micro-F1, AdamW (encoder lr {recipe['learning_rate']},
   heads {recipe['head_learning_rate']}), word embeddings frozen.
 - Span head: B/I/O tags from the task-SI gold, O/B/I loss weights 1/{recipe['span_weight']}/{recipe['span_weight']};
-  decoding takes runs of tokens whose p(inside) passes a threshold tuned on validation
-  ({settings['span_threshold']}), splits a run where p(begin) dominates, and grows spans to whole words.
+  {span_decoding_note(settings)}
 - Technique head: mean, first and last token of the span, the window's [CLS] and a span-length
   embedding; soft targets share a fragment annotated with k techniques between them;
   {recipe['technique_class_weighting']} class weights for the rare techniques.
-{technique_tagging_note(recipe)}{weight_selection_note(recipe, validation['history'])}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
+{technique_tagging_note(recipe)}{sentence_head_note(recipe, settings)}{weight_selection_note(recipe, validation['history'])}- A fragment listed k times in a TC task gets its k best distinct techniques. The Repetition
   rule (relabel a span whose words recur in the article) is {'on' if settings['repetition_rule'] else 'off'}: chosen on validation FLC F1.
 
 The inference stride, thresholds, temperatures, span gap and Repetition boost were fitted by the

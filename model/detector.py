@@ -15,10 +15,10 @@ import torch
 from persuasion.errors import PersuasionError
 from persuasion.result import DetectionResult, SentenceScore, Span
 from persuasion.model.network import BEGIN, INSIDE, OUTSIDE, load_checkpoint
-from persuasion.model.windows import TokenizedDocument, batch_windows, plan_windows, tokenize_document
+from persuasion.model.windows import (TokenizedDocument, batch_windows, plan_windows, sentence_bounds, sentence_pieces,
+                                      token_sentences, tokenize_document)
 
 SHIPPED_DIR = Path(__file__).parent / "shipped"
-SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 SENTENCE_BREAK = re.compile(r"[.!?]\s|\n")  # spans are not joined across these
 WORD_CHARACTER = re.compile(r"\w")
 
@@ -37,6 +37,13 @@ class DocumentAnalysis:
     p_inside: np.ndarray  # p(token is in a technique span), averaged over the windows that see it
     p_begin: np.ndarray  # p(token begins a span)
     windows: list[WindowEncoding]
+    p_sentence: np.ndarray | None = None  # per token, p(its sentence holds a technique); None without a sentence head
+
+    def token_scores(self, sentence_gate: float) -> np.ndarray:
+        """p(inside), times p(sentence holds a technique) ** gate where the network scores sentences."""
+        if not sentence_gate or self.p_sentence is None:
+            return self.p_inside
+        return self.p_inside * self.p_sentence ** sentence_gate
 
 
 class Detector:
@@ -115,6 +122,8 @@ class Detector:
         sums = [np.zeros((len(d.token_ids), 3), dtype=np.float64) for d in documents]
         counts = [np.zeros(len(d.token_ids), dtype=np.float64) for d in documents]
         windows: list[list[WindowEncoding]] = [[] for _ in documents]
+        sentences = (_SentenceScores(texts, documents) if getattr(self.network, "sentence_head", None) is not None
+                     else None)
         for batch_start in range(0, len(jobs), batch_size):
             batch = jobs[batch_start: batch_start + batch_size]
             input_ids, attention_mask = batch_windows(
@@ -126,25 +135,41 @@ class Detector:
                 sums[index][start:end] += probabilities[row, 1: 1 + end - start]
                 counts[index][start:end] += 1
                 windows[index].append(WindowEncoding(start, end, hidden[row, : end - start + 2].float()))
+            if sentences is not None:
+                sentences.add(self.network, hidden, batch)
         analyses = []
         for index, document in enumerate(documents):
             mean = sums[index] / np.maximum(counts[index], 1)[:, None]
             analyses.append(DocumentAnalysis(texts[index], document, mean[:, BEGIN] + mean[:, INSIDE],
-                                             mean[:, BEGIN], windows[index]))
+                                             mean[:, BEGIN], windows[index],
+                                             sentences.per_token(index) if sentences is not None else None))
         return analyses
 
     def _decode_spans(self, analysis: DocumentAnalysis) -> list[tuple[int, int, float]]:
-        """Runs of tokens above the threshold, split where a token looks like a new beginning.
+        """(start, end, score) of the spans that reach the span threshold somewhere.
 
-        Runs a few tokens apart on the same line join (gap tuned on validation): the tagger often
-        dips below the threshold inside one annotated fragment.
+        A span grows over its neighbours down to the threshold less the extension margin (hysteresis,
+        tuned on validation): the tagger is surest in the middle of an annotated fragment and its
+        runs at one threshold mostly end inside the fragment.
         """
-        threshold, gap = self.settings.span_threshold, self.settings.span_gap_tokens
+        seed = self.settings.span_threshold
+        candidates = self._candidate_spans(analysis, seed - self.settings.span_extension_margin)
+        return [(start, end, score) for start, end, score, peak in candidates if peak >= seed]
+
+    def _candidate_spans(self, analysis: DocumentAnalysis, threshold: float) -> list[tuple[int, int, float, float]]:
+        """(start, end, mean score, peak score) of runs of tokens scoring at least `threshold`.
+
+        Runs are split where a token looks like a new beginning. Runs a few tokens apart on the same
+        line join (gap tuned on validation): the tagger often dips below the threshold inside one
+        annotated fragment.
+        """
+        gap = self.settings.span_gap_tokens
         p_inside, p_begin = analysis.p_inside, analysis.p_begin
+        scores = analysis.token_scores(self.settings.sentence_gate)
         offsets, text = analysis.document.offsets, analysis.text
         token_runs: list[list[int]] = []
         for token in range(len(p_inside)):
-            if p_inside[token] < threshold:
+            if scores[token] < threshold:
                 continue
             if token_runs:
                 last = token_runs[-1][-1]
@@ -158,12 +183,12 @@ class Detector:
         spans = []
         for run in token_runs:
             start, end = self._snap_to_words(text, offsets[run[0]][0], offsets[run[-1]][1])
-            score = float(p_inside[run].mean())
+            score, peak = float(scores[run].mean()), float(scores[run].max())
             if score >= self.settings.span_min_score:
                 if spans and start < spans[-1][1]:  # snapping made two runs touch: keep them as one
                     previous = spans.pop()
-                    start, score = previous[0], max(score, previous[2])
-                spans.append((start, end, score))
+                    start, score, peak = previous[0], max(score, previous[2]), max(peak, previous[3])
+                spans.append((start, end, score, peak))
         return spans
 
     @staticmethod
@@ -276,16 +301,36 @@ class Detector:
         return sentences
 
 
-def sentence_bounds(text: str) -> list[tuple[int, int]]:
-    """(start, end) of each non-blank sentence: split at line breaks and after . ! ?"""
-    bounds, position = [], 0
-    for match in SENTENCE_END.finditer(text):
-        if text[position: match.start()].strip():
-            bounds.append((position, match.start()))
-        position = match.end()
-    if text[position:].strip():
-        bounds.append((position, len(text)))
-    return bounds
+class _SentenceScores:
+    """p(sentence holds a technique) per sentence, the mean over the windows that see it, by tokens seen."""
+
+    def __init__(self, texts: list[str], documents: list[TokenizedDocument]):
+        self.token_sentences = [np.array(token_sentences(document, sentence_bounds(text)), dtype=np.int64)
+                                for text, document in zip(texts, documents)]
+        sizes = [int(ids.max()) + 1 if len(ids) else 0 for ids in self.token_sentences]
+        self.sums = [np.zeros(size) for size in sizes]
+        self.weights = [np.zeros(size) for size in sizes]
+
+    def add(self, network, hidden: torch.Tensor, batch: list[tuple[int, int, int]]) -> None:
+        """Score the sentence pieces of one batch of windows, (document, token start, token end) each."""
+        piece_windows, piece_bounds, owners = [], [], []
+        for row, (index, start, end) in enumerate(batch):
+            for sentence, first, last in sentence_pieces(self.token_sentences[index][start:end].tolist()):
+                piece_windows.append(row)
+                piece_bounds.append((first + 1, last + 1))  # +1: [CLS] comes first
+                owners.append((index, sentence, last - first + 1))
+        if not owners:
+            return
+        logits = network.sentence_logits(hidden, torch.tensor(piece_windows, device=hidden.device),
+                                         torch.tensor(piece_bounds, device=hidden.device))
+        for (index, sentence, size), probability in zip(owners, logits.float().sigmoid().cpu().numpy()):
+            self.sums[index][sentence] += probability * size
+            self.weights[index][sentence] += size
+
+    def per_token(self, index: int) -> np.ndarray:
+        ids = self.token_sentences[index]
+        per_sentence = self.sums[index] / np.maximum(self.weights[index], 1e-9)
+        return np.where(ids >= 0, per_sentence[np.maximum(ids, 0)] if len(per_sentence) else 1.0, 1.0)
 
 
 def _centrality(window: WindowEncoding, tokens: tuple[int, int]) -> tuple[int, int]:

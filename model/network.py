@@ -35,7 +35,8 @@ class DetectorSettings:
     techniques: list[str] = field(default_factory=lambda: list(TECHNIQUES))
     window_tokens: int = 128  # including [CLS] and [SEP]
     window_stride: int = 96  # content tokens between window starts at inference
-    span_threshold: float = 0.5  # p(token inside a span) needed to be tagged
+    span_threshold: float = 0.5  # p(token inside a span) a span must reach somewhere
+    span_extension_margin: float = 0.0  # a span grows over tokens down to span_threshold less this (0: off)
     span_min_score: float = 0.0  # a detected span's mean p(inside) must reach this
     span_gap_tokens: int = 0  # runs this few tokens apart on one line join into one span
     technique_thresholds: dict[str, float] = field(default_factory=dict)  # extra labels in the full pipeline
@@ -43,6 +44,8 @@ class DetectorSettings:
     technique_temperature: float = 1.0
     repetition_rule: bool = False  # mark spans whose normalised text recurs in the article as Repetition
     repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
+    sentence_head: bool = False  # the network also scores whether each sentence holds a technique
+    sentence_gate: float = 0.0  # token score = p(inside) * p(sentence holds a technique) ** gate (0: off)
     base_model: str = ""
     recipe: dict = field(default_factory=dict)
 
@@ -53,9 +56,9 @@ class DetectorSettings:
 
 
 class PersuasionNetwork(nn.Module):
-    """Encoder + token tagger (O/B/I) + span-in-context technique classifier."""
+    """Encoder + token tagger (O/B/I) + span-in-context technique classifier (+ optional sentence scorer)."""
 
-    def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1):
+    def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1, sentence_head: bool = False):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
@@ -69,14 +72,19 @@ class PersuasionNetwork(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_techniques),
         )
+        # Whether a sentence holds any technique, from its mean-pooled tokens: the sentence level of
+        # the multi-granularity network (Da San Martino et al., 2019), which gates the token scores.
+        self.sentence_head = nn.Linear(hidden, 1) if sentence_head else None
 
     @classmethod
-    def from_encoder_name(cls, name_or_path: str, num_techniques: int, dropout: float = 0.1) -> "PersuasionNetwork":
-        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout)
+    def from_encoder_name(cls, name_or_path: str, num_techniques: int, dropout: float = 0.1,
+                          sentence_head: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout, sentence_head)
 
     @classmethod
-    def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1) -> "PersuasionNetwork":
-        return cls(AutoModel.from_config(config), num_techniques, dropout)
+    def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1,
+                            sentence_head: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_config(config), num_techniques, dropout, sentence_head)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_window: torch.Tensor,
                 span_bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -94,11 +102,8 @@ class PersuasionNetwork(nn.Module):
         """Logits for spans given as (window index, first token, last token inclusive) in `hidden`."""
         if span_window.numel() == 0:
             return hidden.new_zeros((0, self.technique_head[-1].out_features))
-        positions = torch.arange(hidden.shape[1], device=hidden.device)
+        span_hidden, mean = _pool_spans(hidden, span_window, span_bounds)
         first, last = span_bounds[:, 0], span_bounds[:, 1]
-        inside = (positions[None, :] >= first[:, None]) & (positions[None, :] <= last[:, None])
-        span_hidden = hidden[span_window]  # (spans, tokens, hidden)
-        mean = (span_hidden * inside[..., None]).sum(1) / inside.sum(1, keepdim=True).clamp(min=1)
         rows = torch.arange(len(span_window), device=hidden.device)
         length = (last - first + 1).clamp(min=1).float().log2().long().clamp(max=LENGTH_BUCKETS - 1)
         features = torch.cat(
@@ -107,6 +112,23 @@ class PersuasionNetwork(nn.Module):
         )
         return self.technique_head(self.dropout(features))
 
+    def sentence_logits(self, hidden: torch.Tensor, piece_window: torch.Tensor, piece_bounds: torch.Tensor) -> torch.Tensor:
+        """One logit per sentence piece (window index, first token, last token inclusive) in `hidden`."""
+        if piece_window.numel() == 0:
+            return hidden.new_zeros((0,))
+        _, mean = _pool_spans(hidden, piece_window, piece_bounds)
+        return self.sentence_head(self.dropout(mean)).squeeze(-1)
+
+
+def _pool_spans(hidden: torch.Tensor, span_window: torch.Tensor, span_bounds: torch.Tensor
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+    """(each span's window states, the mean of the states of its tokens) for inclusive token bounds."""
+    positions = torch.arange(hidden.shape[1], device=hidden.device)
+    first, last = span_bounds[:, 0], span_bounds[:, 1]
+    inside = (positions[None, :] >= first[:, None]) & (positions[None, :] <= last[:, None])
+    span_hidden = hidden[span_window]  # (spans, tokens, hidden)
+    mean = (span_hidden * inside[..., None]).sum(1) / inside.sum(1, keepdim=True).clamp(min=1)
+    return span_hidden, mean
 
 def save_checkpoint(network: PersuasionNetwork, tokenizer, settings: DetectorSettings, directory: str | Path,
                     half: bool = True) -> Path:
@@ -119,8 +141,13 @@ def save_checkpoint(network: PersuasionNetwork, tokenizer, settings: DetectorSet
         for name, tensor in network.state_dict().items()
     }
     save_file(state, directory / "model.safetensors", metadata={"format": "pt"})
-    (directory / "persuasion.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
+    save_settings(settings, directory)
     return directory
+
+
+def save_settings(settings: DetectorSettings, directory: str | Path) -> None:
+    """Write `persuasion.json` alone: re-tuning a checkpoint changes its settings, never its weights."""
+    (Path(directory) / "persuasion.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
 
 
 def load_checkpoint(directory: str | Path, device: str = "cpu"):
@@ -133,7 +160,8 @@ def load_checkpoint(directory: str | Path, device: str = "cpu"):
             raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {required})")
     settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
     config = AutoConfig.from_pretrained(directory)
-    network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques))
+    network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques),
+                                                     sentence_head=settings.sentence_head)
     state = {name: tensor.float() if tensor.is_floating_point() else tensor
              for name, tensor in load_file(directory / "model.safetensors").items()}
     network.load_state_dict(state)

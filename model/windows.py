@@ -1,14 +1,17 @@
-"""Tokenising a whole document once and cutting it into overlapping fixed-size windows.
+"""Tokenising a whole document once, cutting it into overlapping fixed-size windows, and its sentences.
 
-Training and inference share these functions so a window means the same thing in both.
+Training and inference share these functions so a window and a sentence mean the same thing in both.
 """
 
 from __future__ import annotations
 
 import bisect
+import re
 from dataclasses import dataclass
 
 import torch
+
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
 @dataclass
@@ -65,3 +68,41 @@ def batch_windows(token_ids_per_window: list[list[int]], tokenizer) -> tuple[tor
         input_ids[row, : len(full)] = torch.tensor(full, dtype=torch.long)
         attention_mask[row, : len(full)] = 1
     return input_ids, attention_mask
+
+
+def sentence_bounds(text: str) -> list[tuple[int, int]]:
+    """(start, end) of each non-blank sentence: split at line breaks and after . ! ?"""
+    bounds, position = [], 0
+    for match in SENTENCE_END.finditer(text):
+        if text[position: match.start()].strip():
+            bounds.append((position, match.start()))
+        position = match.end()
+    if text[position:].strip():
+        bounds.append((position, len(text)))
+    return bounds
+
+
+def token_sentences(document: TokenizedDocument, bounds: list[tuple[int, int]]) -> list[int]:
+    """For each token, the index in `bounds` of the sentence that holds its first character (-1: none)."""
+    starts = [start for start, _ in bounds]
+    sentences = []
+    for token_start in document.starts:
+        index = bisect.bisect_right(starts, token_start) - 1
+        sentences.append(index if index >= 0 and token_start < bounds[index][1] else -1)
+    return sentences
+
+
+def sentence_pieces(sentences: list[int]) -> list[tuple[int, int, int]]:
+    """(sentence, first token, last token inclusive) for each run of tokens of one sentence, in order.
+
+    Given the tokens of a window, a sentence cut by the window's border yields the piece the window sees.
+    """
+    pieces = []
+    for token, sentence in enumerate(sentences):
+        if sentence < 0:
+            continue
+        if pieces and pieces[-1][0] == sentence and pieces[-1][2] == token - 1:
+            pieces[-1] = (sentence, pieces[-1][1], token)
+        else:
+            pieces.append((sentence, token, token))
+    return pieces

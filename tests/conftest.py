@@ -23,7 +23,8 @@ def tiny_bert_config_and_tokenizer():
     return config, tokenizer
 
 
-def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0) -> Path:
+def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0,
+                          sentence_head: bool = False) -> Path:
     """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer)."""
     import torch
 
@@ -31,15 +32,25 @@ def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_strid
 
     torch.manual_seed(seed)
     config, tokenizer = tiny_bert_config_and_tokenizer()
-    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14)
+    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, sentence_head=sentence_head)
     # A low threshold so an untrained model still emits spans for the code paths under test.
-    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3)
+    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3,
+                                sentence_head=sentence_head)
     return save_checkpoint(network, tokenizer, settings, directory, half=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-detector"))
+
+
+@pytest.fixture(scope="session")
+def tiny_sentence_detector(tmp_path_factory):
+    """The tiny detector with a sentence head."""
+    from persuasion import Detector
+
+    return Detector.load(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-sentence"), sentence_head=True),
+                         device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -123,6 +123,14 @@ def test_trained_variants_are_compared_only_on_the_same_validation_split(tmp_pat
     assert rows[0]["validation"] == rows[1]["validation"] and rows[0]["dev"] == rows[1]["dev"]
     assert set(rows[0]["dev"]) >= {"si_f1", "tc_micro_f1", "tc_macro_f1", "flc_f1"}
 
+    # A later comparison keeps the rows of checkpoints it does not score again (their runs may be gone).
+    shutil.rmtree(runs["same"])
+    third = shutil.copytree(runs["shipped"], tmp_path / "third")
+    assert ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
+                          "--trained", f"a third={third}"]) == 0
+    rows = json.loads(out.read_text())["variants"]
+    assert [row["variant"] for row in rows] == ["as shipped", "a twin (--set epochs=2)", "a third"]
+
     with pytest.raises(SystemExit, match="other articles"):
         ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
                        "--trained", f"elsewhere={runs['other']}"])

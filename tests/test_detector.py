@@ -17,7 +17,8 @@ from hypothesis import strategies as st
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
 from persuasion.model.network import BEGIN, INSIDE
-from persuasion.model.windows import batch_windows, plan_windows
+from persuasion.model.windows import (batch_windows, plan_windows, sentence_bounds, sentence_pieces, token_sentences,
+                                      tokenize_document)
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
 # points, combining marks, right-to-left scripts, CJK, zero-width and control characters.
@@ -279,3 +280,100 @@ def test_quantisation_on_a_gpu_is_refused(tiny_checkpoint):
 
     with pytest.raises(PersuasionError, match="CPU only"):
         Detector.load(tiny_checkpoint, device="cuda", quantize=True)
+
+
+# Sentence head
+
+
+def test_tokens_split_into_sentence_pieces(tiny_detector):
+    text = "Wake up!  They lie.\nTruth"
+    assert sentence_bounds(text) == [(0, 8), (10, 19), (20, 25)]
+    document = tokenize_document(tiny_detector.tokenizer, text)
+    assert [text[start:end] for start, end in document.offsets] == ["Wake", "up", "!", "They", "lie", ".", "Truth"]
+    assert token_sentences(document, sentence_bounds(text)) == [0, 0, 0, 1, 1, 1, 2]
+    assert sentence_pieces([0, 0, 1, 1, -1, 2, 2]) == [(0, 0, 1), (1, 2, 3), (2, 5, 6)]
+    assert sentence_pieces([3, 3, 3]) == [(3, 0, 2)]  # a window cut mid-sentence sees one piece of it
+
+
+def test_sentence_probability_in_one_window_is_the_sentence_heads_score(tiny_sentence_detector):
+    detector = tiny_sentence_detector
+    text = "Wake up!  They lie."
+    analysis = detector._analyse([text])[0]
+    input_ids, attention_mask = batch_windows([analysis.document.token_ids], detector.tokenizer)
+    with torch.inference_mode():
+        hidden = detector.network.encode(input_ids, attention_mask)
+        logits = detector.network.sentence_logits(hidden, torch.tensor([0, 0]), torch.tensor([[1, 3], [4, 6]]))
+    expected = logits.sigmoid().numpy()
+    np.testing.assert_allclose(analysis.p_sentence, np.repeat(expected, 3), atol=1e-6)
+
+
+def test_sentence_probabilities_are_one_per_sentence_across_windows(tiny_sentence_detector, long_article):
+    analysis = tiny_sentence_detector._analyse([long_article])[0]
+    ids = token_sentences(analysis.document, sentence_bounds(long_article))
+    per_sentence = {}
+    for sentence, probability in zip(ids, analysis.p_sentence):
+        per_sentence.setdefault(sentence, set()).add(round(float(probability), 9))
+    assert all(len(values) == 1 for values in per_sentence.values())
+    assert ((analysis.p_sentence > 0) & (analysis.p_sentence < 1)).all()
+
+
+def test_the_sentence_gate_scales_token_scores_before_decoding(tiny_sentence_detector, long_article):
+    from dataclasses import replace
+
+    detector = tiny_sentence_detector
+    analysis = detector._analyse([long_article[:3000]])[0]
+    original = detector.settings.sentence_gate, detector.settings.span_threshold
+    try:
+        detector.settings.sentence_gate, detector.settings.span_threshold = 2.0, 0.1
+        gated = detector._decode_spans(analysis)
+        # The same spans as an ungated decode of p(inside) and p(begin) scaled by p(sentence) ** 2.
+        factor = analysis.p_sentence ** 2
+        scaled = replace(analysis, p_inside=analysis.p_inside * factor, p_begin=analysis.p_begin * factor,
+                         p_sentence=None)
+        detector.settings.sentence_gate = 0.0
+        ungated = detector._decode_spans(scaled)
+        assert gated and [(start, end) for start, end, _ in gated] == [(start, end) for start, end, _ in ungated]
+        assert [score for *_, score in gated] == pytest.approx([score for *_, score in ungated])
+        assert gated != detector._decode_spans(analysis)
+    finally:
+        detector.settings.sentence_gate, detector.settings.span_threshold = original
+
+
+def test_a_model_without_a_sentence_head_ignores_the_gate(tiny_detector):
+    analysis = tiny_detector._analyse(["They lie. We know."])[0]
+    assert analysis.p_sentence is None
+    assert analysis.token_scores(2.0) is analysis.p_inside
+
+
+def test_a_sentence_head_survives_save_load_and_int8(tmp_path, tiny_sentence_detector, long_article):
+    from persuasion import Detector
+    from persuasion.model.network import save_checkpoint
+
+    directory = save_checkpoint(tiny_sentence_detector.network, tiny_sentence_detector.tokenizer,
+                                tiny_sentence_detector.settings, tmp_path / "copy", half=False)
+    again = Detector.load(directory, device="cpu")
+    text = long_article[:2000]
+    np.testing.assert_array_equal(again._analyse([text])[0].p_sentence,
+                                  tiny_sentence_detector._analyse([text])[0].p_sentence)
+    quantised = Detector.load(directory, device="cpu", quantize=True)
+    difference = quantised._analyse([text])[0].p_sentence - again._analyse([text])[0].p_sentence
+    assert np.abs(difference).max() < 0.1
+
+
+def test_a_span_grows_from_its_peak_down_to_the_extension_threshold(tiny_detector):
+    detector = tiny_detector
+    text = "one two three four five six seven eight"
+    analysis = detector._analyse([text])[0]
+    analysis.p_begin[:] = 0.0
+    analysis.p_inside[:] = [0.3, 0.45, 0.6, 0.45, 0.3, 0.45, 0.45, 0.3]
+    original = detector.settings.span_threshold, detector.settings.span_extension_margin, detector.settings.span_gap_tokens
+    try:
+        detector.settings.span_threshold, detector.settings.span_gap_tokens = 0.5, 0
+        detector.settings.span_extension_margin = 0.0
+        assert [(start, end) for start, end, _ in detector._decode_spans(analysis)] == [(8, 13)]  # "three"
+        detector.settings.span_extension_margin = 0.1
+        # "two three four" holds a token at 0.5 or more; "six seven" reaches only 0.45 and stays out.
+        assert detector._decode_spans(analysis) == [(4, 18, pytest.approx(0.5))]
+    finally:
+        (detector.settings.span_threshold, detector.settings.span_extension_margin,
+         detector.settings.span_gap_tokens) = original

@@ -78,8 +78,8 @@ def tiny_encoder_dir(root: Path) -> Path:
     return root
 
 
-@pytest.mark.parametrize("technique_tagging_weight", [0.0, 0.5])
-def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
+@pytest.mark.parametrize("technique_tagging_weight, sentence_loss_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)])
+def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence_loss_weight):
     import random
 
     from persuasion.corpus import read_ptc_articles
@@ -91,7 +91,8 @@ def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
 
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    network = make_training_network(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES)),
+    network = make_training_network(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
+                                                                        sentence_head=sentence_loss_weight > 0),
                                     technique_tagging=technique_tagging_weight > 0)
     articles = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc"), "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
@@ -103,12 +104,36 @@ def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight)
+        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight,
+                             sentence_loss_weight)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
+
+
+def test_a_sentence_piece_is_positive_when_the_window_shows_one_of_its_tokens_inside_a_span(tmp_path):
+    import random
+
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import collate, cut_windows, encode_article
+
+    _, tokenizer = tiny_bert_config_and_tokenizer()
+    article = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc", articles=1), "train")[0]
+    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
+    windows = cut_windows(encoded, 500, random.Random(0))
+    assert len(windows) == 1  # the whole article, so window positions are document tokens (+1 for [CLS])
+    batch = collate(windows, tokenizer, len(TECHNIQUES))
+    offsets = encoded.document.offsets
+    pieces = [(article.text[offsets[first - 1][0]: offsets[last - 1][1]], target)
+              for (first, last), target in zip(batch["sentence_bounds"].tolist(), batch["sentence_targets"].tolist())]
+    # Only the first "corrupt elite" is annotated (see write_tiny_corpus); the title is a sentence of its own.
+    claim, meeting = "The corrupt elite lied again.", "Officials met on Tuesday to discuss the budget."
+    assert pieces == [("Title 0", 0.0), (claim, 1.0), (meeting, 0.0), (claim, 0.0), (meeting, 0.0),
+                      (claim, 0.0), (meeting, 0.0)]
+    assert batch["sentence_window"].tolist() == [0] * 7
 
 
 def test_duplicate_fragment_splits_its_target_between_techniques(tmp_path):
@@ -284,3 +309,33 @@ def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
     places = [(entry.get("member"), entry.get("epoch"), entry["weights"]) for entry in summary["history"]]
     assert places == [(0, 1, "last"), (0, 2, "last"), (1, 1, "last"), (1, 2, "last"), (None, None, "soup")]
     assert summary["history"][-1]["members"] == 2
+
+
+def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_path):
+    from persuasion.cli import main
+
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 1\n"
+                      "batch_size: 4\nvalidation_fraction: 0.25\n")
+    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
+    checkpoint = tmp_path / "run" / "checkpoint"
+    weights = (checkpoint / "model.safetensors").read_bytes()
+    summary = json.loads((checkpoint / "validation.json").read_text())
+    settings = json.loads((checkpoint / "persuasion.json").read_text())
+    settings["span_threshold"], settings["span_gap_tokens"] = 0.99, 7  # off the tuning grids
+    (checkpoint / "persuasion.json").write_text(json.dumps(settings))
+
+    assert main(["tune", str(checkpoint), "--data", str(data)]) == 0
+    tuned = json.loads((checkpoint / "persuasion.json").read_text())
+    again = json.loads((checkpoint / "validation.json").read_text())
+    assert (checkpoint / "model.safetensors").read_bytes() == weights
+    assert again["history"] == summary["history"] and again["validation_articles"] == summary["validation_articles"]
+    assert again["validation"] == summary["validation"]  # the same choices as training made, found again
+    assert tuned["span_threshold"] == summary["validation"]["span_threshold"] != 0.99
+    assert tuned["span_gap_tokens"] != 7
+
+    # a PTC folder without the checkpoint's validation articles is a one-line error
+    other = write_tiny_corpus(tmp_path / "other", articles=1)
+    assert main(["tune", str(checkpoint), "--data", str(other)]) == 2

@@ -77,12 +77,14 @@ def make_training_network(network, technique_tagging: bool):
             self.token_technique_head = (torch.nn.Linear(hidden, network.technique_head[-1].out_features)
                                          if technique_tagging else None)
 
-        def forward(self, input_ids, attention_mask, span_window, span_bounds):
+        def forward(self, input_ids, attention_mask, span_window, span_bounds, sentence_window, sentence_bounds):
             hidden = self.network.encode(input_ids, attention_mask)
             token_technique_logits = (self.token_technique_head(self.network.dropout(hidden))
                                       if self.token_technique_head is not None else None)
+            sentence_logits = (self.network.sentence_logits(hidden, sentence_window, sentence_bounds)
+                               if self.network.sentence_head is not None else None)
             return (self.network.tag_logits(hidden), self.network.technique_logits(hidden, span_window, span_bounds),
-                    token_technique_logits)
+                    token_technique_logits, sentence_logits)
 
     return TrainingNetwork()
 
@@ -153,15 +155,17 @@ def weight_soup(states: list[dict]) -> dict:
 
 
 def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float,
-                  technique_tagging_weight: float = 0.0):
+                  technique_tagging_weight: float = 0.0, sentence_loss_weight: float = 0.0):
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
 
-    With a technique tagging weight, also a per-token, per-technique binary loss (see make_training_network).
+    With a technique tagging weight, also a per-token, per-technique binary loss (see make_training_network);
+    with a sentence head, a binary loss on whether each sentence piece holds a technique.
     """
     import torch
 
-    tag_logits, technique_logits, token_technique_logits = network(
-        batch["input_ids"], batch["attention_mask"], batch["span_window"], batch["span_bounds"])
+    tag_logits, technique_logits, token_technique_logits, sentence_logits = network(
+        batch["input_ids"], batch["attention_mask"], batch["span_window"], batch["span_bounds"],
+        batch["sentence_window"], batch["sentence_bounds"])
     tagged = batch["tags"] != IGNORE
     if tagged.any():
         loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
@@ -177,6 +181,9 @@ def training_loss(network, batch: dict, token_loss, class_weights, technique_los
         per_token = torch.nn.functional.binary_cross_entropy_with_logits(
             token_technique_logits.float(), targets, reduction="none").sum(-1)
         loss = loss + technique_tagging_weight * per_token[tagged].mean()
+    if sentence_logits is not None and len(sentence_logits):
+        loss = loss + sentence_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(
+            sentence_logits.float(), batch["sentence_targets"])
     return loss
 
 
@@ -235,7 +242,7 @@ def train(recipe: Recipe, log=None) -> Path:
         total_steps = min(total_steps, recipe.max_steps)
     settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
                                 window_stride=recipe.inference_stride, base_model=recipe.base_model,
-                                recipe=recipe.to_dict())
+                                sentence_head=recipe.sentence_loss_weight > 0, recipe=recipe.to_dict())
     started = time.time()
     history: list[dict] = []
 
@@ -255,7 +262,8 @@ def train(recipe: Recipe, log=None) -> Path:
     def train_member(member: int):
         """One fine-tune from the shared initial weights; returns (network, best score, best state)."""
         set_seed(recipe.seed)  # every member starts from the same weights, so their mean is a sound model
-        network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout)
+        network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout,
+                                                      sentence_head=settings.sentence_head)
         if recipe.freeze_word_embeddings:
             network.encoder.get_input_embeddings().weight.requires_grad_(False)
         network = make_training_network(network, recipe.technique_tagging_weight > 0)
@@ -287,7 +295,7 @@ def train(recipe: Recipe, log=None) -> Path:
                          for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
                 with accelerator.autocast():
                     loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight,
-                                         recipe.technique_tagging_weight)
+                                         recipe.technique_tagging_weight, recipe.sentence_loss_weight)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(network.parameters(), 1.0)
                 optimizer.step()

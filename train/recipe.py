@@ -34,6 +34,7 @@ class Recipe:
     span_weight: float = 2.0  # loss weight of B/I tokens against O tokens
     technique_loss_weight: float = 1.0
     technique_tagging_weight: float = 0.0  # auxiliary per-token technique loss during training (0: off)
+    sentence_loss_weight: float = 0.0  # loss of a sentence head whose score gates the span tagger (0: no head)
     technique_class_weighting: str = "sqrt_inverse"  # or "none": rare techniques weigh more
     average_from_epoch: int = 0  # from this epoch on, also validate the running mean of the weights (0: off)
     soup_members: int = 1  # fine-tunes from the same start on differently shuffled windows; their mean competes (1: off)

@@ -1,10 +1,19 @@
-"""Decision thresholds and calibration temperatures, fitted on the validation split only."""
+"""Decision thresholds and calibration temperatures, fitted on the validation split only.
+
+`persuasion train` ends by tuning its checkpoint. `persuasion tune CHECKPOINT --data PTC_DIR` tunes a
+trained checkpoint again, on the validation articles its run held out, after decoding gained a
+choice; it rewrites the checkpoint's settings and validation report, never its weights.
+"""
 
 from __future__ import annotations
+
+import json
+from pathlib import Path
 
 import numpy as np
 
 from persuasion.corpus import Article
+from persuasion.errors import PersuasionError
 from persuasion.eval.benchmark import span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.eval.systems import detector_tc_answers
@@ -13,39 +22,63 @@ SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
 SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
 REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
+SENTENCE_GATES = (0.0, 0.5, 1.0, 2.0)  # exponents of p(sentence holds a technique) in the token score
+SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
+
+
+def sentence_gates(detector) -> tuple[float, ...]:
+    """The gates worth trying: all of them where the network scores sentences, else only "off"."""
+    return SENTENCE_GATES if getattr(detector.network, "sentence_head", None) is not None else (0.0,)
 
 
 def validation_scores(detector, articles: list[Article]) -> dict:
     """SI F1 at the best threshold and TC micro-F1 on gold spans: what training selects on."""
     analyses = detector._analyse([article.text for article in articles])
-    best_threshold, si = best_span_threshold(detector, analyses, articles)
+    best_threshold, si = best_span_threshold(detector, analyses, articles, gates=sentence_gates(detector),
+                                             margins=SPAN_EXTENSION_MARGINS)
     tc = tc_scores(classify_gold_spans(detector, analyses, articles), technique_gold(articles))
-    return {"si_f1": si["f1"], "si_threshold": best_threshold, "tc_micro_f1": tc["micro_f1"],
-            "tc_macro_f1": tc["macro_f1"], "selection": si["f1"] + tc["micro_f1"]}
+    settings = detector.settings
+    return {"si_f1": si["f1"], "si_threshold": best_threshold, "span_extension_margin": settings.span_extension_margin,
+            "sentence_gate": settings.sentence_gate,
+            "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"], "selection": si["f1"] + tc["micro_f1"]}
 
 
-def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple[int, ...] | None = None
+def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple[int, ...] | None = None,
+                        gates: tuple[float, ...] | None = None, margins: tuple[float, ...] | None = None
                         ) -> tuple[float, dict]:
-    """The span threshold (and, given `gaps`, the span gap) with the best validation SI F1.
+    """The span threshold with the best validation SI F1, and, where given, the best span gap, sentence
+    gate and extension margin (each left as the settings have it where not given).
 
-    Sets the best gap on the detector's settings; returns (threshold, SI scores).
+    Sets the best gap, gate and margin on the detector's settings; returns (threshold, SI scores).
     """
     gold = span_gold(articles)
     settings = detector.settings
     original_threshold = settings.span_threshold
     gaps = gaps if gaps is not None else (settings.span_gap_tokens,)
-    best = (original_threshold, settings.span_gap_tokens, {"f1": -1.0})
-    for gap in gaps:
-        settings.span_gap_tokens = int(gap)
-        for threshold in SPAN_THRESHOLDS:
-            settings.span_threshold = float(threshold)
-            predicted = {a.article_id: [(s, e) for s, e, _ in detector._decode_spans(analysis)]
-                         for a, analysis in zip(articles, analyses)}
-            scores = si_scores(predicted, gold)
-            if scores["f1"] > best[2]["f1"]:
-                best = (float(threshold), int(gap), scores)
-    settings.span_threshold, settings.span_gap_tokens = original_threshold, best[1]
-    return best[0], best[2]
+    gates = gates if gates is not None else (settings.sentence_gate,)
+    margins = margins if margins is not None else (settings.span_extension_margin,)
+    best = {"threshold": original_threshold, "gap": settings.span_gap_tokens, "gate": settings.sentence_gate,
+            "margin": settings.span_extension_margin, "si": {"f1": -1.0}}
+    for gate in gates:
+        settings.sentence_gate = float(gate)
+        for gap in gaps:
+            settings.span_gap_tokens = int(gap)
+            for extension in SPAN_THRESHOLDS:
+                # Runs down to the extension threshold, decoded once; each margin keeps those whose peak reaches it.
+                candidates = {a.article_id: detector._candidate_spans(analysis, float(extension))
+                              for a, analysis in zip(articles, analyses)}
+                for margin in margins:
+                    threshold = round(float(extension) + margin, 3)
+                    predicted = {article_id: [(s, e) for s, e, _, peak in spans if peak >= threshold]
+                                 for article_id, spans in candidates.items()}
+                    scores = si_scores(predicted, gold)
+                    if scores["f1"] > best["si"]["f1"]:
+                        best = {"threshold": threshold, "gap": int(gap), "gate": float(gate), "margin": float(margin),
+                                "si": scores}
+    settings.span_threshold = original_threshold
+    settings.span_gap_tokens, settings.sentence_gate = best["gap"], best["gate"]
+    settings.span_extension_margin = best["margin"]
+    return best["threshold"], best["si"]
 
 
 def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
@@ -80,7 +113,8 @@ def choose_window_stride(detector, articles: list[Article], log=print) -> list:
     for stride in sorted({settings.window_stride, max(1, settings.window_stride * 2 // 3)}, reverse=True):
         settings.window_stride = stride
         analyses = analyses_by_stride[stride] = detector._analyse([article.text for article in articles])
-        _, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS)
+        _, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS, sentence_gates(detector),
+                                    SPAN_EXTENSION_MARGINS)
         tc = tc_scores(classify_gold_spans(detector, analyses, articles), technique_gold(articles))
         scores[stride] = si["f1"] + tc["micro_f1"]
     # Ties go to the sparser (faster) stride.
@@ -132,8 +166,10 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     log(f"repetition boost {settings.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
 
     analyses = detector._analyse(texts)  # again, under the fitted span temperature
-    settings.span_threshold, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS)
-    log(f"span threshold {settings.span_threshold}, gap {settings.span_gap_tokens} tokens: validation SI {si}")
+    settings.span_threshold, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS, sentence_gates(detector),
+                                                      SPAN_EXTENSION_MARGINS)
+    log(f"span threshold {settings.span_threshold}, extension margin {settings.span_extension_margin}, "
+        f"gap {settings.span_gap_tokens} tokens, sentence gate {settings.sentence_gate}: validation SI {si}")
 
     flc_by_rule = {}
     for rule in (False, True):
@@ -147,5 +183,32 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     tc = tc_scores(classify_gold_spans(detector, analyses, articles), gold)
     return {"si": si, "tc_micro_f1": tc["micro_f1"], "window_stride": settings.window_stride, "tc_macro_f1": tc["macro_f1"],
             "flc_f1": max(flc_by_rule.values()), "span_threshold": settings.span_threshold,
+            "span_extension_margin": settings.span_extension_margin, "sentence_gate": settings.sentence_gate,
             "span_temperature": settings.span_temperature, "technique_temperature": settings.technique_temperature,
             "repetition_rule": settings.repetition_rule, "repetition_boost": settings.repetition_boost}
+
+
+def add_arguments(parser) -> None:
+    parser.add_argument("checkpoint", help="a checkpoint folder written by `persuasion train` (changed in place)")
+    parser.add_argument("--data", required=True, help="PTC folder whose train split holds the validation articles")
+
+
+def run(args) -> int:
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.model.detector import Detector
+    from persuasion.model.network import save_settings
+    from persuasion.train.export import held_out_ids, validation_report
+
+    checkpoint = Path(args.checkpoint)
+    summary = validation_report(checkpoint)
+    held_out = set(held_out_ids(summary))
+    articles = [article for article in read_ptc_articles(args.data, "train") if article.article_id in held_out]
+    if len(articles) != len(held_out):
+        raise PersuasionError(f"{args.data}: holds {len(articles)} of the {len(held_out)} validation articles of "
+                              f"{checkpoint}; tune with the PTC folder it was trained on")
+    detector = Detector.load(checkpoint)
+    summary["validation"] = tune_detector(detector, articles)
+    save_settings(detector.settings, checkpoint)
+    (checkpoint / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    print(f"tuned {checkpoint}: validation {json.dumps(summary['validation'])}")
+    return 0

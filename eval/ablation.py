@@ -54,7 +54,9 @@ def trained_variants(base: DetectorSystem, checkpoint: Path, others: list[str], 
         if held_out_ids(report) != sorted(article.article_id for article in validation):
             raise SystemExit(f"ablation: {path} was validated on other articles than {checkpoint}; not comparable")
         system = base if path == checkpoint else DetectorSystem(path)
-        row = {"variant": name, "train_minutes": report["train_minutes"], "recipe": system.detector.settings.recipe,
+        settings = system.detector.settings
+        row = {"variant": name, "train_minutes": report["train_minutes"], "recipe": settings.recipe,
+               "span_extension_margin": settings.span_extension_margin,
                "validation": evaluate(system, validation), "dev": evaluate(system, dev)}
         rows.append(row)
         print(json.dumps(row), flush=True)

@@ -150,3 +150,21 @@ def test_the_card_gives_the_seed_spread_only_for_reruns_of_the_shipped_recipe():
     assert "best of these seeds on dev" in note
     assert "best of these seeds" not in seed_note([row(13, 0.40), rerun])
     assert seed_note([shipped, other_recipe]) == ""
+
+
+def test_the_seed_spread_compares_runs_decoded_the_same_way():
+    from persuasion.eval.model_card import seed_note
+
+    def row(seed, dev_si, margin=None):
+        scores = {"si_f1": dev_si, "tc_micro_f1": 0.6}
+        row = {"recipe": {"seed": seed, "output_dir": f"runs/{seed}"}, "validation": scores, "dev": scores}
+        if margin is not None:
+            row["span_extension_margin"] = margin
+        return row
+
+    # The shipped weights re-tuned with span growing; the same weights as first tuned; a rerun tuned that way.
+    shipped, first_tuned, rerun = row(13, 0.43, margin=0.05), row(13, 0.42), row(14, 0.40)
+    note = seed_note([shipped, first_tuned, rerun])
+    assert "2 training seeds (13, 14)" in note and "without growing spans" in note
+    assert "dev SI F1 0.400 to 0.420" in note
+    assert seed_note([shipped, rerun]) == ""  # no run of seed 13 decoded as the rerun was

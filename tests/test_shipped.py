@@ -61,3 +61,19 @@ def test_readme_example_prints_what_the_readme_shows(capsys):
     shown = re.search(r"Output of the shipped model.*?```text\n(.*?)```", readme, re.S).group(1)
     exec(compile(code, "README.md", "exec"), {})
     assert capsys.readouterr().out == shown
+
+
+def test_readme_batch_example_prints_what_the_readme_shows(tmp_path):
+    """README's `persuasion detect` example, run in a fresh folder with the installed command."""
+    import os
+    import re
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"For example, with `speech.txt`.*?```bash\n(.*?)```.*?```text\n(.*?)```", readme, re.S)
+    environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
+    result = subprocess.run(["bash", "-euc", example.group(1)], cwd=tmp_path, env=environment, capture_output=True,
+                            text=True, timeout=300)
+    assert result.stdout + result.stderr == example.group(2)

@@ -78,6 +78,23 @@ def tiny_encoder_dir(root: Path) -> Path:
     return root
 
 
+def train_tiny(tmp_path: Path, recipe_keys: str, *arguments: str) -> tuple[Path, Path]:
+    """`persuasion train` on the tiny corpus (8 articles, 2 held out) with a tiny encoder: (data, checkpoint).
+
+    `recipe_keys` are YAML lines beyond the tiny windows and batches; `arguments` go to the command.
+    """
+    from persuasion.cli import main
+
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\n"
+                      f"batch_size: 4\nvalidation_fraction: 0.25\n{recipe_keys}")
+    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run"),
+                 *arguments]) == 0
+    return data, tmp_path / "run" / "checkpoint"
+
+
 @pytest.mark.parametrize("technique_tagging_weight, sentence_loss_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)])
 def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence_loss_weight):
     import random
@@ -181,14 +198,7 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     from persuasion.cli import main
     from persuasion import Detector
 
-    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
-    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 2\n"
-                      "batch_size: 4\nvalidation_fraction: 0.25\n")
-    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run"),
-                 "--set", "max_steps=4"]) == 0
-    checkpoint = tmp_path / "run" / "checkpoint"
+    data, checkpoint = train_tiny(tmp_path, "epochs: 2\n", "--set", "max_steps=4")
     report = json.loads((checkpoint / "validation.json").read_text())
     assert len(report["validation_articles"]) == 2
     settings = json.loads((checkpoint / "persuasion.json").read_text())
@@ -231,15 +241,8 @@ def test_weight_average_is_the_mean_of_its_samples_and_leaves_the_model_alone():
 
 
 def test_averaged_weights_compete_in_selection_from_their_epoch_on(tmp_path):
-    from persuasion.cli import main
-
-    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
-    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 3\n"
-                      "batch_size: 4\nvalidation_fraction: 0.25\naverage_from_epoch: 2\npatience: 3\n")
-    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
-    history = json.loads((tmp_path / "run" / "checkpoint" / "validation.json").read_text())["history"]
+    _, checkpoint = train_tiny(tmp_path, "epochs: 3\naverage_from_epoch: 2\npatience: 3\n")
+    history = json.loads((checkpoint / "validation.json").read_text())["history"]
     assert [(entry["epoch"], entry["weights"]) for entry in history] == [
         (1, "last"), (2, "last"), (2, "averaged"), (3, "last"), (3, "averaged")]
 
@@ -288,18 +291,11 @@ def test_weight_soup_is_the_mean_of_the_members():
 
 
 def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
-    from persuasion.cli import main
     from persuasion.corpus import read_ptc_articles
     from persuasion.train.loop import split_by_article
 
-    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
-    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 2\n"
-                      "batch_size: 4\nvalidation_fraction: 0.25\nsoup_members: 2\npatience: 2\n"
-                      "seed: 5\nsplit_seed: 13\n")
-    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
-    summary = json.loads((tmp_path / "run" / "checkpoint" / "validation.json").read_text())
+    data, checkpoint = train_tiny(tmp_path, "epochs: 2\nsoup_members: 2\npatience: 2\nseed: 5\nsplit_seed: 13\n")
+    summary = json.loads((checkpoint / "validation.json").read_text())
 
     def held_out(seed):
         return sorted(article.article_id for article in split_by_article(read_ptc_articles(data, "train"), 0.25, seed)[1])
@@ -314,13 +310,7 @@ def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
 def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_path):
     from persuasion.cli import main
 
-    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
-    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
-    config = tmp_path / "tiny.yaml"
-    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nepochs: 1\n"
-                      "batch_size: 4\nvalidation_fraction: 0.25\n")
-    assert main(["train", "--config", str(config), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
-    checkpoint = tmp_path / "run" / "checkpoint"
+    data, checkpoint = train_tiny(tmp_path, "epochs: 1\n")
     weights = (checkpoint / "model.safetensors").read_bytes()
     summary = json.loads((checkpoint / "validation.json").read_text())
     settings = json.loads((checkpoint / "persuasion.json").read_text())

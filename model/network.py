@@ -73,7 +73,7 @@ class PersuasionNetwork(nn.Module):
             nn.Linear(hidden, num_techniques),
         )
         # Whether a sentence holds any technique, from its mean-pooled tokens: the sentence level of
-        # the multi-granularity network (Da San Martino et al., 2019), which gates the token scores.
+        # the multi-granularity network (Da San Martino et al., 2019); its score can gate the token scores.
         self.sentence_head = nn.Linear(hidden, 1) if sentence_head else None
 
     @classmethod

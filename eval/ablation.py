@@ -22,13 +22,7 @@ from pathlib import Path
 from persuasion.corpus import Article, read_ptc_articles
 from persuasion.eval.benchmark import headline, score
 from persuasion.eval.systems import DetectorSystem
-from persuasion.train.export import held_out_ids, validation_report
-
-
-def validation_articles(data_dir: Path, checkpoint: Path) -> list[Article]:
-    """The articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
-    held_out = set(held_out_ids(validation_report(checkpoint)))
-    return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
+from persuasion.train.export import held_out_articles, held_out_ids, validation_report
 
 
 def evaluate(system: DetectorSystem, articles: list[Article]) -> dict:
@@ -84,7 +78,7 @@ def main(argv: list[str] | None = None) -> int:
 
     base = DetectorSystem(args.checkpoint)
     checkpoint = args.checkpoint or Path(__file__).resolve().parent.parent / "model" / "shipped"
-    validation = validation_articles(args.data, checkpoint)
+    validation = held_out_articles(args.data, checkpoint)
     dev = read_ptc_articles(args.data, "dev")
     if args.trained:
         shipped_row, *others = trained_variants(base, checkpoint, args.trained, validation, dev)

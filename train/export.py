@@ -77,6 +77,14 @@ def held_out_ids(report: dict) -> list[str]:
     return sorted(report["validation_articles"])
 
 
+def held_out_articles(data_dir: str | Path, checkpoint: Path) -> list:
+    """The train articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
+    from persuasion.corpus import read_ptc_articles
+
+    held_out = set(held_out_ids(validation_report(checkpoint)))
+    return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
+
+
 def export(source: Path, target: Path) -> None:
     missing = [name for name in ("config.json", "model.safetensors", "persuasion.json") if not (source / name).is_file()]
     if missing:

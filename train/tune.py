@@ -194,15 +194,14 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from persuasion.corpus import read_ptc_articles
     from persuasion.model.detector import Detector
     from persuasion.model.network import save_settings
-    from persuasion.train.export import held_out_ids, validation_report
+    from persuasion.train.export import held_out_articles, held_out_ids, validation_report
 
     checkpoint = Path(args.checkpoint)
     summary = validation_report(checkpoint)
-    held_out = set(held_out_ids(summary))
-    articles = [article for article in read_ptc_articles(args.data, "train") if article.article_id in held_out]
+    held_out = held_out_ids(summary)
+    articles = held_out_articles(args.data, checkpoint)
     if len(articles) != len(held_out):
         raise PersuasionError(f"{args.data}: holds {len(articles)} of the {len(held_out)} validation articles of "
                               f"{checkpoint}; tune with the PTC folder it was trained on")

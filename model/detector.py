@@ -122,8 +122,7 @@ class Detector:
         sums = [np.zeros((len(d.token_ids), 3), dtype=np.float64) for d in documents]
         counts = [np.zeros(len(d.token_ids), dtype=np.float64) for d in documents]
         windows: list[list[WindowEncoding]] = [[] for _ in documents]
-        sentences = (_SentenceScores(texts, documents) if getattr(self.network, "sentence_head", None) is not None
-                     else None)
+        sentences = _SentenceScores(texts, documents) if self.settings.sentence_head else None
         for batch_start in range(0, len(jobs), batch_size):
             batch = jobs[batch_start: batch_start + batch_size]
             input_ids, attention_mask = batch_windows(

@@ -28,7 +28,7 @@ SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span t
 
 def sentence_gates(detector) -> tuple[float, ...]:
     """The gates worth trying: all of them where the network scores sentences, else only "off"."""
-    return SENTENCE_GATES if getattr(detector.network, "sentence_head", None) is not None else (0.0,)
+    return SENTENCE_GATES if detector.settings.sentence_head else (0.0,)
 
 
 def validation_scores(detector, articles: list[Article]) -> dict:

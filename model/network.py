@@ -17,6 +17,7 @@ from torch import nn
 from transformers import AutoConfig, AutoModel
 
 from persuasion.errors import PersuasionError
+from persuasion.model.crf import TagTransitions
 from persuasion.taxonomy import TECHNIQUES
 
 TAGS = ("O", "B", "I")
@@ -46,6 +47,7 @@ class DetectorSettings:
     repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
     sentence_head: bool = False  # the network also scores whether each sentence holds a technique
     sentence_gate: float = 0.0  # token score = p(inside) * p(sentence holds a technique) ** gate (0: off)
+    span_crf: bool = False  # the span tagger's tags are marginals of a CRF over each window (model/crf.py)
     base_model: str = ""
     recipe: dict = field(default_factory=dict)
 
@@ -56,14 +58,17 @@ class DetectorSettings:
 
 
 class PersuasionNetwork(nn.Module):
-    """Encoder + token tagger (O/B/I) + span-in-context technique classifier (+ optional sentence scorer)."""
+    """Encoder + token tagger (O/B/I, optionally with a CRF) + span-in-context technique classifier
+    (+ optional sentence scorer)."""
 
-    def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1, sentence_head: bool = False):
+    def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1, sentence_head: bool = False,
+                 span_crf: bool = False):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
         self.dropout = nn.Dropout(dropout)
         self.tag_head = nn.Linear(hidden, len(TAGS))
+        self.tag_transitions = TagTransitions(len(TAGS)) if span_crf else None
         self.length_embedding = nn.Embedding(LENGTH_BUCKETS, 32)
         # A span is its mean-pooled tokens, its first and last token and the window's [CLS].
         self.technique_head = nn.Sequential(
@@ -78,13 +83,13 @@ class PersuasionNetwork(nn.Module):
 
     @classmethod
     def from_encoder_name(cls, name_or_path: str, num_techniques: int, dropout: float = 0.1,
-                          sentence_head: bool = False) -> "PersuasionNetwork":
-        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout, sentence_head)
+                          sentence_head: bool = False, span_crf: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout, sentence_head, span_crf)
 
     @classmethod
     def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1,
-                            sentence_head: bool = False) -> "PersuasionNetwork":
-        return cls(AutoModel.from_config(config), num_techniques, dropout, sentence_head)
+                            sentence_head: bool = False, span_crf: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_config(config), num_techniques, dropout, sentence_head, span_crf)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_window: torch.Tensor,
                 span_bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -97,6 +102,14 @@ class PersuasionNetwork(nn.Module):
 
     def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.tag_head(self.dropout(hidden))
+
+    def tag_log_probabilities(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        """log p(O/B/I) per window position: the softmax of the tag logits, or with a CRF its marginals
+        over the window's text tokens (rows of [CLS], [SEP] and padding are then meaningless)."""
+        logits = self.tag_logits(hidden).float()
+        if self.tag_transitions is None:
+            return logits.log_softmax(-1)
+        return self.tag_transitions.log_marginals(logits, text_token_mask(attention_mask))
 
     def technique_logits(self, hidden: torch.Tensor, span_window: torch.Tensor, span_bounds: torch.Tensor) -> torch.Tensor:
         """Logits for spans given as (window index, first token, last token inclusive) in `hidden`."""
@@ -118,6 +131,15 @@ class PersuasionNetwork(nn.Module):
             return hidden.new_zeros((0,))
         _, mean = _pool_spans(hidden, piece_window, piece_bounds)
         return self.sentence_head(self.dropout(mean)).squeeze(-1)
+
+
+def text_token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
+    """The window positions that hold text: attended, and neither [CLS] (first) nor [SEP] (last attended)."""
+    mask = attention_mask.bool().clone()
+    mask[:, 0] = False
+    last = attention_mask.long().sum(dim=1) - 1
+    mask[torch.arange(len(mask), device=mask.device), last.clamp(min=0)] = False
+    return mask
 
 
 def _pool_spans(hidden: torch.Tensor, span_window: torch.Tensor, span_bounds: torch.Tensor
@@ -161,7 +183,7 @@ def load_checkpoint(directory: str | Path, device: str = "cpu"):
     settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
     config = AutoConfig.from_pretrained(directory)
     network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques),
-                                                     sentence_head=settings.sentence_head)
+                                                     sentence_head=settings.sentence_head, span_crf=settings.span_crf)
     state = {name: tensor.float() if tensor.is_floating_point() else tensor
              for name, tensor in load_file(directory / "model.safetensors").items()}
     network.load_state_dict(state)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import random
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -10,6 +11,31 @@ import pytest
 
 DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
 PTC_DIR = DATA_DIR / "ptc-semeval2020"
+
+WORDS = ("the government will destroy our great nation and every patriot must stand up now they lie "
+         "about everything a shameful betrayal of the people who trusted them").split()
+
+
+def make_article(num_words: int, seed: int = 0) -> str:
+    """Sentences of random words, several to a paragraph, ending with a recognisable sentence."""
+    rng = random.Random(seed)
+    paragraphs, sentence, paragraph = [], [], []
+    for _ in range(num_words):
+        sentence.append(rng.choice(WORDS))
+        if len(sentence) >= rng.randint(6, 20):
+            paragraph.append(" ".join(sentence).capitalize() + rng.choice([".", "!", "?"]))
+            sentence = []
+            if len(paragraph) >= 4:
+                paragraphs.append(" ".join(paragraph))
+                paragraph = []
+    paragraphs.append(" ".join(paragraph + [" ".join(sentence)]).strip())
+    return "\n\n".join(paragraphs) + "\nThis is the very last sentence"
+
+
+@pytest.fixture(scope="session")
+def long_article() -> str:
+    """About 3,200 words: many windows, several of them padded."""
+    return make_article(3_200)
 
 
 def tiny_bert_config_and_tokenizer():
@@ -24,7 +50,7 @@ def tiny_bert_config_and_tokenizer():
 
 
 def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0,
-                          sentence_head: bool = False) -> Path:
+                          sentence_head: bool = False, span_crf: bool = False) -> Path:
     """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer)."""
     import torch
 
@@ -32,10 +58,13 @@ def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_strid
 
     torch.manual_seed(seed)
     config, tokenizer = tiny_bert_config_and_tokenizer()
-    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, sentence_head=sentence_head)
+    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, sentence_head=sentence_head,
+                                                    span_crf=span_crf)
+    if span_crf:  # random transitions, so the test sees them matter (a fresh CRF starts at zero)
+        torch.nn.init.normal_(network.tag_transitions.transitions)
     # A low threshold so an untrained model still emits spans for the code paths under test.
     settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3,
-                                sentence_head=sentence_head)
+                                sentence_head=sentence_head, span_crf=span_crf)
     return save_checkpoint(network, tokenizer, settings, directory, half=False)
 
 

@@ -4,7 +4,6 @@ covered end to end, batching changes nothing, and the result's views agree with 
 from __future__ import annotations
 
 import json
-import random
 from collections import Counter
 from dataclasses import asdict
 
@@ -13,6 +12,8 @@ import pytest
 import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+
+from conftest import make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
@@ -33,31 +34,6 @@ AWKWARD_PIECES = [
     "?", "...", "!!!", "\"quoted\"", "(brackets)",
 ]
 awkward_texts = st.lists(st.one_of(st.sampled_from(AWKWARD_PIECES), st.text(max_size=12)), max_size=30).map("".join)
-
-WORDS = ("the government will destroy our great nation and every patriot must stand up now they lie "
-         "about everything a shameful betrayal of the people who trusted them").split()
-
-
-def make_article(num_words: int, seed: int = 0) -> str:
-    """Sentences of random words, several to a paragraph, ending with a recognisable sentence."""
-    rng = random.Random(seed)
-    paragraphs, sentence, paragraph = [], [], []
-    for _ in range(num_words):
-        sentence.append(rng.choice(WORDS))
-        if len(sentence) >= rng.randint(6, 20):
-            paragraph.append(" ".join(sentence).capitalize() + rng.choice([".", "!", "?"]))
-            sentence = []
-            if len(paragraph) >= 4:
-                paragraphs.append(" ".join(paragraph))
-                paragraph = []
-    paragraphs.append(" ".join(paragraph + [" ".join(sentence)]).strip())
-    return "\n\n".join(paragraphs) + "\nThis is the very last sentence"
-
-
-@pytest.fixture(scope="module")
-def long_article() -> str:
-    return make_article(3_200)
-
 
 def assert_well_formed(result, text: str) -> None:
     assert result.text == text

@@ -95,8 +95,9 @@ def train_tiny(tmp_path: Path, recipe_keys: str, *arguments: str) -> tuple[Path,
     return data, tmp_path / "run" / "checkpoint"
 
 
-@pytest.mark.parametrize("technique_tagging_weight, sentence_loss_weight", [(0.0, 0.0), (0.5, 0.0), (0.0, 0.5)])
-def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence_loss_weight):
+@pytest.mark.parametrize("technique_tagging_weight, sentence_loss_weight, span_crf",
+                         [(0.0, 0.0, False), (0.5, 0.0, False), (0.0, 0.5, False), (0.0, 0.0, True)])
+def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence_loss_weight, span_crf):
     import random
 
     from persuasion.corpus import read_ptc_articles
@@ -109,19 +110,19 @@ def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
     network = make_training_network(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
-                                                                        sentence_head=sentence_loss_weight > 0),
-                                    technique_tagging=technique_tagging_weight > 0)
+                                                                        sentence_head=sentence_loss_weight > 0,
+                                                                        span_crf=span_crf),
+                                    technique_tagging=technique_tagging_weight > 0, span_weight=2.0)
     articles = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc"), "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
     windows = [w for article in encoded for w in cut_windows(article, 30, random.Random(0))]
     batch = collate(windows, tokenizer, len(TECHNIQUES))
     assert batch["span_targets"].shape[0] > 0 and (batch["tags"] != IGNORE).any()
 
-    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, 2.0, 2.0]), ignore_index=IGNORE)
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = training_loss(network, batch, token_loss, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight,
+        loss = training_loss(network, batch, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight,
                              sentence_loss_weight)
         loss.backward()
         optimizer.step()

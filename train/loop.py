@@ -60,12 +60,15 @@ def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per example stays 1
 
 
-def make_training_network(network, technique_tagging: bool):
-    """The network plus, when asked for, a per-token technique tagger used only as a training signal.
+def make_training_network(network, technique_tagging: bool, span_weight: float = 1.0):
+    """The network plus its span-tagging loss and, when asked for, a per-token technique tagger used only as
+    a training signal.
 
     Telling the encoder which technique covers each token (a single loaded word and a whole
     doubtful sentence are both just "I" to the span tagger) is the multi-granularity signal of
     the SemEval-2020 SI winner. The extra head is not saved: inference never reads it.
+    A softmax tagger weighs B/I tokens `span_weight` times an O token; a CRF tagger scores whole
+    tag sequences, so it takes no per-token weight.
     """
     import torch
 
@@ -76,15 +79,27 @@ def make_training_network(network, technique_tagging: bool):
             hidden = network.encoder.config.hidden_size
             self.token_technique_head = (torch.nn.Linear(hidden, network.technique_head[-1].out_features)
                                          if technique_tagging else None)
+            self.token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, span_weight, span_weight]),
+                                                        ignore_index=IGNORE)
 
-        def forward(self, input_ids, attention_mask, span_window, span_bounds, sentence_window, sentence_bounds):
+        def forward(self, input_ids, attention_mask, tags, span_window, span_bounds, sentence_window, sentence_bounds):
+            """(span tagging loss, technique logits per span, per-token technique logits, sentence logits)."""
             hidden = self.network.encode(input_ids, attention_mask)
             token_technique_logits = (self.token_technique_head(self.network.dropout(hidden))
                                       if self.token_technique_head is not None else None)
             sentence_logits = (self.network.sentence_logits(hidden, sentence_window, sentence_bounds)
                                if self.network.sentence_head is not None else None)
-            return (self.network.tag_logits(hidden), self.network.technique_logits(hidden, span_window, span_bounds),
+            return (self.tag_loss(hidden, tags), self.network.technique_logits(hidden, span_window, span_bounds),
                     token_technique_logits, sentence_logits)
+
+        def tag_loss(self, hidden, tags):
+            tag_logits = self.network.tag_logits(hidden).float()
+            tagged = tags != IGNORE
+            if not tagged.any():  # a batch of texts without span tags (memes): technique loss only
+                return tag_logits.sum() * 0.0
+            if self.network.tag_transitions is not None:
+                return -self.network.tag_transitions.log_likelihood(tag_logits, tags, tagged).sum() / tagged.sum()
+            return self.token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]), tags.reshape(-1))
 
     return TrainingNetwork()
 
@@ -154,7 +169,7 @@ def weight_soup(states: list[dict]) -> dict:
             for name, tensor in states[0].items()}
 
 
-def training_loss(network, batch: dict, token_loss, class_weights, technique_loss_weight: float,
+def training_loss(network, batch: dict, class_weights, technique_loss_weight: float,
                   technique_tagging_weight: float = 0.0, sentence_loss_weight: float = 0.0):
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
 
@@ -163,20 +178,16 @@ def training_loss(network, batch: dict, token_loss, class_weights, technique_los
     """
     import torch
 
-    tag_logits, technique_logits, token_technique_logits, sentence_logits = network(
-        batch["input_ids"], batch["attention_mask"], batch["span_window"], batch["span_bounds"],
+    loss, technique_logits, token_technique_logits, sentence_logits = network(
+        batch["input_ids"], batch["attention_mask"], batch["tags"], batch["span_window"], batch["span_bounds"],
         batch["sentence_window"], batch["sentence_bounds"])
     tagged = batch["tags"] != IGNORE
-    if tagged.any():
-        loss = token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]).float(), batch["tags"].reshape(-1))
-    else:  # a batch of texts without span tags (memes): technique loss only
-        loss = tag_logits.sum() * 0.0
     if len(technique_logits):
         weighted_targets = batch["span_targets"] * class_weights
         technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
         loss = loss + technique_loss_weight * technique_loss
     if token_technique_logits is not None and tagged.any():
-        bits = torch.arange(token_technique_logits.shape[-1], device=tag_logits.device)
+        bits = torch.arange(token_technique_logits.shape[-1], device=token_technique_logits.device)
         targets = ((batch["token_techniques"][..., None] >> bits) & 1).float()
         per_token = torch.nn.functional.binary_cross_entropy_with_logits(
             token_technique_logits.float(), targets, reduction="none").sum(-1)
@@ -232,8 +243,6 @@ def train(recipe: Recipe, log=None) -> Path:
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
     class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting).to(accelerator.device)
-    token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, recipe.span_weight, recipe.span_weight]),
-                                           ignore_index=IGNORE).to(accelerator.device)
     content_tokens = recipe.window_tokens - 2
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
     steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
@@ -242,7 +251,8 @@ def train(recipe: Recipe, log=None) -> Path:
         total_steps = min(total_steps, recipe.max_steps)
     settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
                                 window_stride=recipe.inference_stride, base_model=recipe.base_model,
-                                sentence_head=recipe.sentence_loss_weight > 0, recipe=recipe.to_dict())
+                                sentence_head=recipe.sentence_loss_weight > 0, span_crf=recipe.span_crf,
+                                recipe=recipe.to_dict())
     started = time.time()
     history: list[dict] = []
 
@@ -263,10 +273,10 @@ def train(recipe: Recipe, log=None) -> Path:
         """One fine-tune from the shared initial weights; returns (network, best score, best state)."""
         set_seed(recipe.seed)  # every member starts from the same weights, so their mean is a sound model
         network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout,
-                                                      sentence_head=settings.sentence_head)
+                                                      sentence_head=settings.sentence_head, span_crf=settings.span_crf)
         if recipe.freeze_word_embeddings:
             network.encoder.get_input_embeddings().weight.requires_grad_(False)
-        network = make_training_network(network, recipe.technique_tagging_weight > 0)
+        network = make_training_network(network, recipe.technique_tagging_weight > 0, recipe.span_weight)
         if member:  # member 0 keeps the single-model random stream, so one-member recipes train as before
             set_seed(recipe.seed + member)
 
@@ -294,7 +304,7 @@ def train(recipe: Recipe, log=None) -> Path:
                 batch = {key: value.to(accelerator.device)
                          for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
                 with accelerator.autocast():
-                    loss = training_loss(network, batch, token_loss, class_weights, recipe.technique_loss_weight,
+                    loss = training_loss(network, batch, class_weights, recipe.technique_loss_weight,
                                          recipe.technique_tagging_weight, recipe.sentence_loss_weight)
                 accelerator.backward(loss)
                 accelerator.clip_grad_norm_(network.parameters(), 1.0)

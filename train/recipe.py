@@ -31,7 +31,8 @@ class Recipe:
     warmup_fraction: float = 0.06
     dropout: float = 0.1
     freeze_word_embeddings: bool = True  # half of MiniLM's weights; freezing them speeds CPU steps ~2x
-    span_weight: float = 2.0  # loss weight of B/I tokens against O tokens
+    span_weight: float = 2.0  # loss weight of B/I tokens against O tokens (softmax tagger only)
+    span_crf: bool = False  # tag spans with a CRF over each window instead of a per-token softmax
     technique_loss_weight: float = 1.0
     technique_tagging_weight: float = 0.0  # auxiliary per-token technique loss during training (0: off)
     sentence_loss_weight: float = 0.0  # loss of a sentence head whose score gates the span tagger (0: no head)

@@ -102,6 +102,9 @@ def main(argv: list[str] | None = None) -> int:
     if shipped.span_extension_margin:
         variants.insert(1, ("no growing of spans below the span threshold (span_extension_margin 0)",
                             {"span_extension_margin": 0.0}, True, False))
+    if shipped.span_crf:
+        variants.insert(1, ("span tags from the tagger's scores alone, without the CRF transitions (span_crf false)",
+                            {"span_crf": False}, True, False))
     if shipped.sentence_gate:
         variants.insert(1, ("no sentence gate (sentence_gate 0)", {"sentence_gate": 0.0}, True, False))
     results = []

@@ -103,11 +103,11 @@ class PersuasionNetwork(nn.Module):
     def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.tag_head(self.dropout(hidden))
 
-    def tag_log_probabilities(self, hidden: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        """log p(O/B/I) per window position: the softmax of the tag logits, or with a CRF its marginals
+    def tag_log_probabilities(self, hidden: torch.Tensor, attention_mask: torch.Tensor, crf: bool) -> torch.Tensor:
+        """log p(O/B/I) per window position: the softmax of the tag logits, or with `crf` the CRF's marginals
         over the window's text tokens (rows of [CLS], [SEP] and padding are then meaningless)."""
         logits = self.tag_logits(hidden).float()
-        if self.tag_transitions is None:
+        if not crf:
             return logits.log_softmax(-1)
         return self.tag_transitions.log_marginals(logits, text_token_mask(attention_mask))
 

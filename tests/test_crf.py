@@ -1,6 +1,8 @@
 """The CRF span tagger: its likelihood and marginals against brute-force enumeration, and in the detector."""
 
+import copy
 import itertools
+from dataclasses import replace
 
 import numpy as np
 import pytest
@@ -89,9 +91,21 @@ def test_the_detector_averages_crf_marginals_over_the_windows_that_see_a_token(t
         counts[start:end] += 1
     mean = sums / counts[:, None]
     np.testing.assert_allclose(analysis.p_inside, mean[:, BEGIN] + mean[:, INSIDE], atol=1e-5)
-    # The transitions matter: a softmax over the same emissions gives other probabilities.
-    softmax = detector.network.tag_logits(detector.network.encode(*batch_windows([token_ids[:10]], detector.tokenizer)))
-    assert not np.allclose(softmax.softmax(-1)[0, 1:11, BEGIN].detach().numpy(), analysis.p_begin[:10], atol=1e-3)
+
+
+def test_without_the_crf_setting_the_same_network_tags_by_softmax(tiny_crf_detector):
+    """What the ablation measures: the CRF's emissions read alone, by a per-token softmax."""
+    detector = copy.copy(tiny_crf_detector)
+    detector.settings = replace(tiny_crf_detector.settings, span_crf=False, span_temperature=1.0)
+    text = "They will destroy our great nation and every patriot must stand up now."
+    analysis = detector._analyse([text])[0]
+    input_ids, attention_mask = batch_windows([analysis.document.token_ids], detector.tokenizer)
+    with torch.inference_mode():
+        logits = detector.network.tag_logits(detector.network.encode(input_ids, attention_mask))
+    softmax = logits.softmax(-1)[0, 1: 1 + len(analysis.document.token_ids)].numpy()
+    np.testing.assert_allclose(analysis.p_inside, softmax[:, BEGIN] + softmax[:, INSIDE], atol=1e-5)
+    with_crf = tiny_crf_detector._analyse([text])[0]
+    assert np.abs(with_crf.p_inside - analysis.p_inside).max() > 1e-3  # the transitions do change the scores
 
 
 def test_a_crf_survives_save_load_and_int8(tmp_path, tiny_crf_detector, long_article):

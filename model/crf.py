@@ -30,17 +30,17 @@ class TagTransitions(nn.Module):
         """
         emissions = emissions.float()
         tags = tags.clamp(min=0)  # untagged positions hold an ignore index; they are masked out below
-        windows = torch.arange(emissions.shape[0], device=emissions.device)
-        score = emissions.new_zeros(emissions.shape[0])
-        previous = tags[:, 0]
-        started = torch.zeros_like(mask[:, 0])
-        for position in range(emissions.shape[1]):
-            tag, here = tags[:, position], mask[:, position]
-            step = torch.where(started, self.transitions[previous, tag], self.start[tag])
-            score = score + torch.where(here, step + emissions[windows, position, tag], torch.zeros_like(score))
-            previous = torch.where(here, tag, previous)
-            started = started | here
-        score = score + torch.where(started, self.end[previous], torch.zeros_like(score))
+        positions = torch.arange(emissions.shape[1], device=emissions.device).expand_as(tags)
+        # For each position, the latest tagged position up to it (-1: none yet).
+        latest = torch.where(mask, positions, torch.full_like(positions, -1)).cummax(dim=1).values
+        previous = torch.cat([torch.full_like(latest[:, :1], -1), latest[:, :-1]], dim=1)
+        previous_tag = tags.gather(1, previous.clamp(min=0))
+        step = torch.where(previous >= 0, self.transitions[previous_tag, tags], self.start[tags])
+        step = step + emissions.gather(2, tags[..., None]).squeeze(-1)
+        score = (step * mask).sum(dim=1)
+        last = latest[:, -1]
+        score = score + torch.where(last >= 0, self.end[tags.gather(1, last.clamp(min=0)[:, None]).squeeze(1)],
+                                    torch.zeros_like(score))
         return score - self._log_partition(self._forward_scores(emissions, mask), mask)
 
     def log_marginals(self, emissions: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -135,6 +135,13 @@ def technique_tagging_note(recipe: dict) -> str:
             f"  what kind of fragment a token belongs to, which the B/I/O tags alone do not.\n")
 
 
+def span_head_note(recipe: dict) -> str:
+    if not recipe.get("span_crf", False):
+        return f"O/B/I loss weights 1/{recipe['span_weight']}/{recipe['span_weight']}"
+    return ("a linear-chain CRF over them trained on the likelihood of each window's whole tag\n"
+            "  sequence; p(inside) is the CRF's marginal p(B) + p(I), averaged over the windows that see a token")
+
+
 def span_decoding_note(settings: dict) -> str:
     threshold, margin = settings["span_threshold"], settings.get("span_extension_margin", 0.0)
     if not margin:
@@ -367,7 +374,7 @@ CPU; this checkpoint trained for {validation['train_minutes']} minutes, validati
   between the recipe's {recipe['inference_stride']} and a denser one), batch {recipe['batch_size']}, up to {recipe['epochs']} epochs with early stopping
   (patience {recipe['patience']}) on validation SI F1 + TC micro-F1, AdamW (encoder lr {recipe['learning_rate']},
   heads {recipe['head_learning_rate']}), word embeddings frozen.
-- Span head: B/I/O tags from the task-SI gold, O/B/I loss weights 1/{recipe['span_weight']}/{recipe['span_weight']};
+- Span head: B/I/O tags from the task-SI gold, {span_head_note(recipe)};
   {span_decoding_note(settings)}
 - Technique head: mean, first and last token of the span, the window's [CLS] and a span-length
   embedding; soft targets share a fragment annotated with k techniques between them;

@@ -127,9 +127,9 @@ class Detector:
             batch = jobs[batch_start: batch_start + batch_size]
             input_ids, attention_mask = batch_windows(
                 [documents[i].token_ids[s:e] for i, s, e in batch], self.tokenizer)
-            hidden = self.network.encode(input_ids.to(self.device), attention_mask.to(self.device))
-            log_probabilities = self.network.tag_log_probabilities(hidden, attention_mask.to(self.device),
-                                                                   crf=self.settings.span_crf)
+            attention_mask = attention_mask.to(self.device)
+            hidden = self.network.encode(input_ids.to(self.device), attention_mask)
+            log_probabilities = self.network.tag_log_probabilities(hidden, attention_mask, crf=self.settings.span_crf)
             # The temperature sharpens or flattens p(tag) itself, so it means the same for a softmax or a CRF tagger.
             probabilities = (log_probabilities / self.settings.span_temperature).softmax(-1).cpu().numpy()
             for row, (index, start, end) in enumerate(batch):

@@ -209,6 +209,37 @@ other jobs took longer than it would alone.{decoding_caveat(load(path)["variants
 {seed_note(load(path)["variants"])}"""
 
 
+def sweep_section() -> str:
+    """Recipe changes trained side by side by `persuasion sweep` (else nothing)."""
+    from persuasion.train.recipe import Recipe
+    from persuasion.train.sweep import ranking_table
+
+    path = RESULTS / "gpu-sweep.json"
+    if not path.is_file():
+        return ""
+    sweep = load(path)
+    rows = sweep["rows"]
+    seeds_only = [row for row in rows if set(row["changes"]) <= {"seed"}]
+    changed = [row for row in rows if row not in seeds_only]
+    best_seed = max(row["selection"] for row in seeds_only)
+    verdict = ("No change beats the unchanged recipe's better seed, so none replaces the shipped recipe."
+               if all(row["selection"] <= best_seed for row in changed) else
+               "Some changes beat the unchanged recipe's better seed; train them on the CPU to compare with the shipped model.")
+    recipe_seed = Recipe.from_yaml(ROOT / sweep["config"]).seed
+    common = ", ".join(f"{key}={value}" for key, value in sweep["common"].items())
+    return f"""
+`persuasion sweep {sweep['sweep']} --parallel 14` trains variants of `{sweep['config']}` side by
+side and ranks them on the same validation split (written to `eval/results/gpu-sweep.json`), here on
+{sweep['device']}, with {common} in every variant. How it ran: {sweep['provenance']}.
+GPU arithmetic differs from the CPU's, so these rows compare with each other, not with the CPU-trained rows above.
+
+{ranking_table(rows)}
+
+Validation SI F1 + TC micro-F1 ranges from {min(row['selection'] for row in rows):.3f} to {max(row['selection'] for row in rows):.3f}; the unchanged recipe
+gives {' and '.join(f"{row['selection']:.3f}" for row in seeds_only)} with training seeds {' and '.join(str(row['changes'].get('seed', recipe_seed)) for row in seeds_only)}. {verdict}
+"""
+
+
 def decoding_caveat(variants: list[dict]) -> str:
     """Rows scored before the shipped model's span growing existed were decoded without it."""
     shipped, *others = variants
@@ -413,7 +444,7 @@ switches off one inference-time choice at a time, re-tuning the span threshold o
 decoding changes:
 
 {variant_rows(variants, "variant", ("span threshold", "span_threshold"))}
-{trained_section()}
+{trained_section()}{sweep_section()}
 ## Speed and memory
 
 `persuasion speed --data ../shared/data/ptc-semeval2020 --split dev --quantize --json eval/results/speed.json`

@@ -330,3 +330,61 @@ def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_p
     # a PTC folder without the checkpoint's validation articles is a one-line error
     other = write_tiny_corpus(tmp_path / "other", articles=1)
     assert main(["tune", str(checkpoint), "--data", str(other)]) == 2
+
+
+def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path, monkeypatch, capsys):
+    from persuasion.cli import main
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the variants train in child processes, which inherit it
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\n"
+                      "batch_size: 4\nvalidation_fraction: 0.25\nepochs: 1\n")
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"config: {config}\ncommon: {{max_steps: 2}}\nvariants:\n"
+                     f"  base: {{}}\n  seed14: {{seed: 14}}\n  broken: {{base_model: {tmp_path / 'no-encoder'}}}\n")
+    output = tmp_path / "sweep"
+    command = ["sweep", str(sweep), "--data", str(data), "--output", str(output), "--parallel", "2"]
+
+    assert main(command) == 1  # one variant failed; the others are still trained and ranked
+    rows = json.loads((output / "sweep.json").read_text())["rows"]
+    assert [row["variant"] for row in rows][-1] == "broken" and rows[-1]["failed"]
+    trained = rows[:-1]
+    assert {row["variant"] for row in trained} == {"base", "seed14"}
+    assert [row["selection"] for row in trained] == sorted((row["selection"] for row in trained), reverse=True)
+    for row in trained:
+        report = json.loads((output / row["variant"] / "checkpoint" / "validation.json").read_text())
+        assert row["selection"] == report["validation"]["si"]["f1"] + report["validation"]["tc_micro_f1"]
+    assert [row["changes"] for row in rows if row["variant"] == "seed14"] == [{"seed": 14}]
+    recipe = json.loads((output / "seed14" / "checkpoint" / "persuasion.json").read_text())["recipe"]
+    assert (recipe["seed"], recipe["max_steps"]) == (14, 2)
+    assert "no-encoder" in (output / "broken.log").read_text()
+
+    # run again: the trained variants are kept, not trained twice; the failed one is tried again
+    weights = output / "base" / "checkpoint" / "model.safetensors"
+    written = weights.stat().st_mtime_ns
+    capsys.readouterr()
+    assert main(command) == 1
+    printed = capsys.readouterr().out
+    assert "base: kept" in printed and "seed14: kept" in printed and "broken: training" in printed
+    assert weights.stat().st_mtime_ns == written
+
+
+def test_a_sweep_variant_with_an_unknown_recipe_key_fails_before_anything_trains(tmp_path, capsys):
+    from persuasion.cli import main
+
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"config: {CONFIGS / 'minilm-cpu.yaml'}\nvariants:\n  good: {{seed: 14}}\n  typo: {{epoch: 3}}\n")
+    assert main(["sweep", str(sweep), "--output", str(tmp_path / "sweep")]) == 2
+    assert "unknown recipe key(s) epoch" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
+
+
+def test_every_sweep_file_names_valid_recipes(monkeypatch):
+    from persuasion.train.sweep import read_sweep
+
+    monkeypatch.chdir(CONFIGS.parent)  # a sweep names its recipe from the repository root
+    for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
+        config, _, variants = read_sweep(path)
+        assert (CONFIGS.parent / config).is_file() and variants, path

@@ -370,6 +370,11 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     assert "base: kept" in printed and "seed14: kept" in printed and "broken: training" in printed
     assert weights.stat().st_mtime_ns == written
 
+    # a variant whose keys changed since its checkpoint was trained is not passed off as trained
+    sweep.write_text(sweep.read_text().replace("seed: 14", "seed: 15"))
+    assert main(command) == 2
+    assert "another recipe" in capsys.readouterr().err
+
 
 def test_a_sweep_variant_with_an_unknown_recipe_key_fails_before_anything_trains(tmp_path, capsys):
     from persuasion.cli import main

@@ -82,7 +82,7 @@ def train_variants(config: str, variants: dict[str, dict], output: Path, data_di
     environment = dict(os.environ)
     # N processes that each start one thread per core oversubscribe the CPU and run slower than one at a time.
     environment.setdefault("OMP_NUM_THREADS", str(max(1, (os.cpu_count() or 1) // parallel)))
-    waiting = [name for name in variants if not (output / name / "checkpoint" / "validation.json").is_file()]
+    waiting = [name for name in variants if not trained_already(output / name, config, variants[name])]
     for name in variants:
         if name not in waiting:
             print(f"{name}: kept the checkpoint already in {output / name}")
@@ -107,6 +107,18 @@ def train_variants(config: str, variants: dict[str, dict], output: Path, data_di
                     failed.add(name)
                 print(f"{name}: {'failed, see ' + str(output / (name + '.log')) if name in failed else 'done'}")
     return failed
+
+
+def trained_already(run_dir: Path, config: str, keys: dict) -> bool:
+    """Whether a sweep killed earlier finished this variant; a checkpoint of another recipe is an error, not kept."""
+    checkpoint = run_dir / "checkpoint"
+    if not (checkpoint / "validation.json").is_file():
+        return False
+    trained = Recipe.from_dict(json.loads((checkpoint / "persuasion.json").read_text())["recipe"])
+    if trained.training_choices() != Recipe.from_yaml(config, keys).training_choices():
+        raise PersuasionError(f"{run_dir}: holds a checkpoint of another recipe than this variant's; "
+                              "remove it or sweep into another --output")
+    return True
 
 
 def ranking(variants: dict[str, dict], output: Path, failed: set[str]) -> list[dict]:

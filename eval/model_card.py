@@ -228,7 +228,7 @@ def sweep_section() -> str:
     recipe_seed = Recipe.from_yaml(ROOT / sweep["config"]).seed
     common = ", ".join(f"{key}={value}" for key, value in sweep["common"].items())
     return f"""
-`persuasion sweep {sweep['sweep']} --parallel 14` trains variants of `{sweep['config']}` side by
+`persuasion sweep {sweep['sweep']} --parallel {sweep['parallel']}` trains variants of `{sweep['config']}` side by
 side and ranks them on the same validation split (written to `eval/results/gpu-sweep.json`), here on
 {sweep['device']}, with {common} in every variant. How it ran: {sweep['provenance']}.
 GPU arithmetic differs from the CPU's, so these rows compare with each other, not with the CPU-trained rows above.

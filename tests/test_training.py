@@ -348,7 +348,9 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     command = ["sweep", str(sweep), "--data", str(data), "--output", str(output), "--parallel", "2"]
 
     assert main(command) == 1  # one variant failed; the others are still trained and ranked
-    rows = json.loads((output / "sweep.json").read_text())["rows"]
+    summary = json.loads((output / "sweep.json").read_text())
+    assert (summary["common"], summary["parallel"]) == ({"max_steps": 2}, 2)
+    rows = summary["rows"]
     assert [row["variant"] for row in rows][-1] == "broken" and rows[-1]["failed"]
     trained = rows[:-1]
     assert {row["variant"] for row in trained} == {"base", "seed14"}

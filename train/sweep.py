@@ -45,7 +45,7 @@ def run(args) -> int:
     failed = train_variants(config, {name: {**common, **keys} for name, keys in variants.items()}, output,
                             args.data, args.parallel)
     rows = ranking(variants, output, failed)
-    summary = {"sweep": str(sweep_path), "config": config, "common": common, "rows": rows}
+    summary = {"sweep": str(sweep_path), "config": config, "common": common, "parallel": args.parallel, "rows": rows}
     (output / "sweep.json").write_text(json.dumps(summary, indent=1))
     print(ranking_table(rows))
     print(f"wrote {output / 'sweep.json'}")

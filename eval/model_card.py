@@ -228,6 +228,8 @@ def sweep_section() -> str:
     recipe_seed = Recipe.from_yaml(ROOT / sweep["config"]).seed
     common = ", ".join(f"{key}={value}" for key, value in sweep["common"].items())
     return f"""
+### Recipe variants swept on a GPU
+
 `persuasion sweep {sweep['sweep']} --parallel {sweep['parallel']}` trains variants of `{sweep['config']}` side by
 side and ranks them on the same validation split (written to `eval/results/gpu-sweep.json`), here on
 {sweep['device']}, with {common} in every variant. How it ran: {sweep['provenance']}.
@@ -237,6 +239,38 @@ GPU arithmetic differs from the CPU's, so these rows compare with each other, no
 
 Validation SI F1 + TC micro-F1 ranges from {min(row['selection'] for row in rows):.3f} to {max(row['selection'] for row in rows):.3f}; the unchanged recipe
 gives {' and '.join(f"{row['selection']:.3f}" for row in seeds_only)} with training seeds {' and '.join(str(row['changes'].get('seed', recipe_seed)) for row in seeds_only)}. {verdict}
+"""
+
+
+def ensemble_section() -> str:
+    """SI of checkpoints' span scores averaged, measured by eval/ensemble.py (else nothing)."""
+    path = RESULTS / "ensembles.json"
+    if not path.is_file():
+        return ""
+    ensembles = load(path)
+    rows = ensembles["rows"]
+    alone = {row["members"][0]: row for row in rows if len(row["members"]) == 1}
+    combined = [row for row in rows if len(row["members"]) > 1]
+    best = max(combined, key=lambda row: row["validation_si_f1"])
+    better_member = max((alone[name] for name in best["members"]), key=lambda row: row["validation_si_f1"])
+    members = " ".join(f"--member {name}" if checkpoint == "shipped" else f'--member "{name}={checkpoint}"'
+                       for name, checkpoint in ensembles["members"].items())
+    table = ["| members | span threshold | validation SI F1 | dev SI F1 |", "| --- | ---: | ---: | ---: |"]
+    table += [f"| {' + '.join(row['members'])} | {row['span_threshold']} | {row['validation_si_f1']:.3f} | {row['dev_si_f1']:.3f} |"
+              for row in rows]
+    table = "\n".join(table)
+    return f"""
+### Ensembles (measured, not shipped)
+
+`python -m persuasion.eval.ensemble --data ../shared/data/ptc-semeval2020 {members} --out eval/results/ensembles.json`
+averages the members' span scores token by token, then tunes the span threshold, gap and margin on
+validation as training does and decodes dev with them (SI only):
+
+{table}
+
+The best combination on validation, {' + '.join(best['members'])}, gains {best['validation_si_f1'] - better_member['validation_si_f1']:+.3f} validation SI F1 over its
+better member ({better_member['members'][0]}), and {best['dev_si_f1'] - better_member['dev_si_f1']:+.3f} on dev. The shipped model stays one network: the recipe that
+makes it must train within an hour on a 2-core CPU, which fits one member, not several.
 """
 
 
@@ -444,7 +478,7 @@ switches off one inference-time choice at a time, re-tuning the span threshold o
 decoding changes:
 
 {variant_rows(variants, "variant", ("span threshold", "span_threshold"))}
-{trained_section()}{sweep_section()}
+{trained_section()}{sweep_section()}{ensemble_section()}
 ## Speed and memory
 
 `persuasion speed --data ../shared/data/ptc-semeval2020 --split dev --quantize --json eval/results/speed.json`

@@ -1,4 +1,4 @@
-"""Shared fixtures: a tiny randomly initialised detector built in-process, and the shipped one."""
+"""Shared fixtures: a tiny randomly initialised detector built in-process, a tiny PTC-layout corpus, and the shipped model."""
 
 from __future__ import annotations
 
@@ -110,3 +110,20 @@ def running_server(detector, **options):
         server.shutdown()
         server.server_close()
         thread.join()
+
+
+def write_tiny_corpus(root: Path, articles: int = 6) -> Path:
+    """A PTC-layout train split: short articles, each with two technique spans."""
+    (root / "train-articles").mkdir(parents=True)
+    (root / "train-labels-task-flc-tc").mkdir()
+    sentence = "The corrupt elite lied again. Officials met on Tuesday to discuss the budget.\n"
+    for number in range(articles):
+        article_id = str(1000 + number)
+        text = f"Title {number}\n\n" + sentence * 3
+        (root / "train-articles" / f"article{article_id}.txt").write_text(text, encoding="utf-8")
+        start = text.index("corrupt elite")
+        lines = [f"{article_id}\tName_Calling,Labeling\t{start}\t{start + len('corrupt elite')}",
+                 f"{article_id}\tLoaded_Language\t{start}\t{start + len('corrupt')}"]
+        (root / "train-labels-task-flc-tc" / f"article{article_id}.task-flc-tc.labels").write_text(
+            "\n".join(lines) + "\n", encoding="utf-8")
+    return root

@@ -9,7 +9,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_bert_config_and_tokenizer
+from conftest import tiny_bert_config_and_tokenizer, write_tiny_corpus
 from persuasion.errors import PersuasionError
 from persuasion.train.recipe import Recipe
 
@@ -49,23 +49,6 @@ def test_a_soup_needs_at_least_one_member(tmp_path):
     path.write_text("soup_members: 0\n")
     with pytest.raises(PersuasionError, match="soup_members"):
         Recipe.from_yaml(path)
-
-
-def write_tiny_corpus(root: Path, articles: int = 6) -> Path:
-    """A PTC-layout train split: short articles, each with two technique spans."""
-    (root / "train-articles").mkdir(parents=True)
-    (root / "train-labels-task-flc-tc").mkdir()
-    sentence = "The corrupt elite lied again. Officials met on Tuesday to discuss the budget.\n"
-    for number in range(articles):
-        article_id = str(1000 + number)
-        text = f"Title {number}\n\n" + sentence * 3
-        (root / "train-articles" / f"article{article_id}.txt").write_text(text, encoding="utf-8")
-        start = text.index("corrupt elite")
-        lines = [f"{article_id}\tName_Calling,Labeling\t{start}\t{start + len('corrupt elite')}",
-                 f"{article_id}\tLoaded_Language\t{start}\t{start + len('corrupt')}"]
-        (root / "train-labels-task-flc-tc" / f"article{article_id}.task-flc-tc.labels").write_text(
-            "\n".join(lines) + "\n", encoding="utf-8")
-    return root
 
 
 def tiny_encoder_dir(root: Path) -> Path:

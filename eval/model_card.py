@@ -263,13 +263,13 @@ def ensemble_section() -> str:
 ### Ensembles (measured, not shipped)
 
 `python -m persuasion.eval.ensemble --data ../shared/data/ptc-semeval2020 {members} --out eval/results/ensembles.json`
-averages the members' span scores token by token, then tunes the span threshold, gap and margin on
+averages the members' span scores (checkpoints of the trained rows above) token by token, then tunes the span threshold, gap and margin on
 validation as training does and decodes dev with them (SI only):
 
 {table}
 
-The best combination on validation, {' + '.join(best['members'])}, gains {best['validation_si_f1'] - better_member['validation_si_f1']:+.3f} validation SI F1 over its
-better member ({better_member['members'][0]}), and {best['dev_si_f1'] - better_member['dev_si_f1']:+.3f} on dev. The shipped model stays one network: the recipe that
+The best combination on validation, {' + '.join(best['members'])}, gains {best['validation_si_f1'] - better_member['validation_si_f1']:+.3f} validation SI F1 over the
+best of its members alone ({better_member['members'][0]}), and {best['dev_si_f1'] - better_member['dev_si_f1']:+.3f} on dev. The shipped model stays one network: the recipe that
 makes it must train within an hour on a 2-core CPU, which fits one member, not several.
 """
 

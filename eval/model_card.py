@@ -36,6 +36,12 @@ def load(path: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def load_optional(name: str) -> dict | None:
+    """A measurement in eval/results that only some sessions make (a GPU sweep, say); None if not made."""
+    path = RESULTS / name
+    return json.loads(path.read_text()) if path.is_file() else None
+
+
 def measure(data: Path, trained: list[str]) -> None:
     from persuasion.eval import ablation, failure_modes
     from persuasion.eval.benchmark import run_benchmark
@@ -193,9 +199,10 @@ def weight_selection_note(recipe: dict, history: list[dict]) -> str:
 
 def trained_section() -> str:
     """Training-time choices, when `model_card measure --trained` compared checkpoints (else nothing)."""
-    path = RESULTS / "trained-variants.json"
-    if not path.is_file():
+    trained = load_optional("trained-variants.json")
+    if trained is None:
         return ""
+    variants = trained["variants"]
     return f"""
 Training-time choices cannot be switched off after training; `model_card measure --trained NAME=CHECKPOINT`
 scores other checkpoints, trained by `persuasion train` and tuned on the same validation split, beside
@@ -203,10 +210,10 @@ the shipped one (written to `eval/results/trained-variants.json`). `persuasion e
 shipped model only when validation SI F1 + TC micro-F1 rises by at least {MIN_GAIN}; smaller
 differences are ties, within what one fragment classified differently moves. Training minutes are
 wall-clock on the 2-core machine, validation and tuning included; a run that shared the CPU with
-other jobs took longer than it would alone.{decoding_caveat(load(path)["variants"])}
+other jobs took longer than it would alone.{decoding_caveat(variants)}
 
-{variant_rows(load(path)["variants"], "checkpoint", ("training minutes", "train_minutes"))}
-{seed_note(load(path)["variants"])}"""
+{variant_rows(variants, "checkpoint", ("training minutes", "train_minutes"))}
+{seed_note(variants)}"""
 
 
 def sweep_section() -> str:
@@ -214,10 +221,9 @@ def sweep_section() -> str:
     from persuasion.train.recipe import Recipe
     from persuasion.train.sweep import ranking_table
 
-    path = RESULTS / "gpu-sweep.json"
-    if not path.is_file():
+    sweep = load_optional("gpu-sweep.json")
+    if sweep is None:
         return ""
-    sweep = load(path)
     rows = sweep["rows"]
     seeds_only = [row for row in rows if set(row["changes"]) <= {"seed"}]
     changed = [row for row in rows if row not in seeds_only]
@@ -244,10 +250,9 @@ gives {' and '.join(f"{row['selection']:.3f}" for row in seeds_only)} with train
 
 def ensemble_section() -> str:
     """SI of checkpoints' span scores averaged, measured by eval/ensemble.py (else nothing)."""
-    path = RESULTS / "ensembles.json"
-    if not path.is_file():
+    ensembles = load_optional("ensembles.json")
+    if ensembles is None:
         return ""
-    ensembles = load(path)
     rows = ensembles["rows"]
     alone = {row["members"][0]: row for row in rows if len(row["members"]) == 1}
     combined = [row for row in rows if len(row["members"]) > 1]

@@ -237,7 +237,7 @@ def sweep_section() -> str:
 ### Recipe variants swept on a GPU
 
 `persuasion sweep {sweep['sweep']} --parallel {sweep['parallel']}` trains variants of `{sweep['config']}` side by
-side and ranks them on the same validation split (written to `eval/results/gpu-sweep.json`), here on
+side and ranks them on the same validation split (results in `eval/results/gpu-sweep.json`), here on
 {sweep['device']}, with {common} in every variant. How it ran: {sweep['provenance']}.
 GPU arithmetic differs from the CPU's, so these rows compare with each other, not with the CPU-trained rows above.
 

@@ -73,8 +73,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(members) < 2:
         parser.error("an ensemble needs two or more --member")
     validation = held_out_articles(args.data, SHIPPED_DIR)
+    shipped_ids = held_out_ids(validation_report(SHIPPED_DIR))
     for name, path in members.items():
-        if held_out_ids(validation_report(path)) != held_out_ids(validation_report(SHIPPED_DIR)):
+        if held_out_ids(validation_report(path)) != shipped_ids:
             raise SystemExit(f"ensemble: {name} was validated on other articles than the shipped model; not comparable")
     dev = read_ptc_articles(args.data, "dev")
     detectors = {name: Detector.load(path, device="cpu") for name, path in members.items()}

@@ -39,7 +39,7 @@ def load(path: Path) -> dict:
 def load_optional(name: str) -> dict | None:
     """A measurement in eval/results that only some sessions make (a GPU sweep, say); None if not made."""
     path = RESULTS / name
-    return json.loads(path.read_text()) if path.is_file() else None
+    return load(path) if path.is_file() else None
 
 
 def measure(data: Path, trained: list[str]) -> None:

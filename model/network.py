@@ -50,6 +50,7 @@ class DetectorSettings:
     span_crf: bool = False  # the span tagger's tags are marginals of a CRF over each window (model/crf.py)
     base_model: str = ""
     recipe: dict = field(default_factory=dict)
+    ensemble_members: list[str] = field(default_factory=list)  # member checkpoint folders, relative (model/ensemble.py)
 
     @classmethod
     def from_dict(cls, values: dict) -> "DetectorSettings":
@@ -177,10 +178,16 @@ def load_checkpoint(directory: str | Path, device: str = "cpu"):
     from transformers import AutoTokenizer
 
     directory = Path(directory)
-    for required in ("config.json", "model.safetensors", "persuasion.json"):
+    if not (directory / "persuasion.json").is_file():
+        raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing persuasion.json)")
+    settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
+    if settings.ensemble_members:
+        from persuasion.model.ensemble import load_ensemble
+
+        return load_ensemble(directory, settings, device)
+    for required in ("config.json", "model.safetensors"):
         if not (directory / required).is_file():
             raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {required})")
-    settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
     config = AutoConfig.from_pretrained(directory)
     network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques),
                                                      sentence_head=settings.sentence_head, span_crf=settings.span_crf)

@@ -6,7 +6,7 @@ Copies the checkpoint (fp16 safetensors, tokenizer, config, persuasion.json with
 thresholds and recipe, validation.json) into model/shipped/, then runs the benchmark on dev with
 it and keeps the metrics.json the benchmark wrote. A checkpoint replaces the shipped one only
 if it scores better on the same validation split, by more than a tie (the dev numbers never
-decide), unless --force.
+decide), unless --force. An ensemble folder (`persuasion ensemble`) is exported with its members.
 """
 
 from __future__ import annotations
@@ -82,11 +82,19 @@ def held_out_articles(data_dir: str | Path, checkpoint: Path) -> list:
     from persuasion.corpus import read_ptc_articles
 
     held_out = set(held_out_ids(validation_report(checkpoint)))
-    return [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
+    articles = [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
+    if len(articles) != len(held_out):
+        raise PersuasionError(f"{data_dir}: holds {len(articles)} of the {len(held_out)} validation articles of "
+                              f"{checkpoint}; give the PTC folder it was trained on")
+    return articles
 
 
 def export(source: Path, target: Path) -> None:
-    missing = [name for name in ("config.json", "model.safetensors", "persuasion.json") if not (source / name).is_file()]
+    from persuasion.model.ensemble import MEMBERS_DIR, is_ensemble
+
+    ensemble = is_ensemble(source)  # its weights live in its members' folders
+    required = ("persuasion.json",) if ensemble else ("config.json", "model.safetensors", "persuasion.json")
+    missing = [name for name in required if not (source / name).is_file()]
     if missing:
         raise PersuasionError(f"{source}: not a persuasion checkpoint (missing {', '.join(missing)})")
     if target.exists():
@@ -95,3 +103,5 @@ def export(source: Path, target: Path) -> None:
     for name in CHECKPOINT_FILES:
         if (source / name).is_file():
             shutil.copy(source / name, target / name)
+    if ensemble:
+        shutil.copytree(source / MEMBERS_DIR, target / MEMBERS_DIR)

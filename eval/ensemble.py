@@ -37,8 +37,9 @@ def main(argv: list[str] | None = None) -> int:
     if len(members) < 2:
         parser.error("an ensemble needs two or more --member")
     first = next(iter(members.values()))
+    first_ids = held_out_ids(validation_report(first))
     for name, path in members.items():
-        if held_out_ids(validation_report(path)) != held_out_ids(validation_report(first)):
+        if held_out_ids(validation_report(path)) != first_ids:
             raise SystemExit(f"ensemble: {name} was validated on other articles than {first}; not comparable")
     validation, dev = held_out_articles(args.data, first), read_ptc_articles(args.data, "dev")
     rows = []

@@ -111,6 +111,8 @@ def build_ensemble(member_dirs: list[Path], output: Path) -> Path:
 
     if len(member_dirs) < 2:
         raise CheckpointError("an ensemble needs two or more member checkpoints")
+    if len({directory.resolve() for directory in member_dirs}) < len(member_dirs):
+        raise CheckpointError("a checkpoint is listed twice; an ensemble averages different checkpoints")
     members = []
     for directory in member_dirs:
         if not (directory / "persuasion.json").is_file():

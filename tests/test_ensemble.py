@@ -75,6 +75,8 @@ def test_members_that_cannot_be_averaged_are_refused(tmp_path, members):
 
     with pytest.raises(CheckpointError, match="two or more"):
         build_ensemble(members[:1], tmp_path / "one")
+    with pytest.raises(CheckpointError, match="listed twice"):
+        build_ensemble([members[0], members[0]], tmp_path / "twice")
     wide = build_tiny_checkpoint(tmp_path / "wide", window_tokens=24)
     with pytest.raises(CheckpointError, match="windows of 24 tokens"):
         build_ensemble([members[0], wide], tmp_path / "mixed")
@@ -87,7 +89,7 @@ def test_members_that_cannot_be_averaged_are_refused(tmp_path, members):
         build_ensemble([pair, members[2]], tmp_path / "nested")
     with pytest.raises(CheckpointError, match="exists already"):
         build_ensemble(members[:2], pair)
-    assert not any((tmp_path / name).exists() for name in ("one", "mixed", "relabelled-pair", "nested"))
+    assert not any((tmp_path / name).exists() for name in ("one", "twice", "mixed", "relabelled-pair", "nested"))
 
 
 def test_ensemble_command_tunes_on_the_members_validation_split_and_the_folder_serves_every_command(tmp_path, members,

@@ -63,7 +63,7 @@ def validation_report(checkpoint: Path) -> dict:
     """The validation.json `persuasion train` wrote beside a checkpoint."""
     path = checkpoint / "validation.json"
     if not path.is_file():
-        raise PersuasionError(f"{checkpoint}: no validation.json; export checkpoints written by `persuasion train`")
+        raise PersuasionError(f"{checkpoint}: no validation.json; give a checkpoint folder written by `persuasion train`")
     return json.loads(path.read_text())
 
 

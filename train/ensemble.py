@@ -52,7 +52,7 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
         detector = Detector.load(output)
         report = {"validation": tune_detector(detector, articles, log),
                   # what the ensemble cost to train: its members one after another
-                  "train_minutes": round(sum(report["train_minutes"] for report in reports), 2),
+                  "train_minutes": round(sum(member_report["train_minutes"] for member_report in reports), 2),
                   "members": [str(member) for member in members],
                   "validation_articles": held_out_ids(reports[0])}
         save_settings(detector.settings, output)

@@ -12,14 +12,13 @@ It costs one forward pass per member. What averaging gives on PTC is measured in
 from __future__ import annotations
 
 import dataclasses
-import json
 import shutil
 from pathlib import Path
 
 import torch
 from torch import nn
 
-from persuasion.model.network import CheckpointError, DetectorSettings, load_checkpoint, save_settings
+from persuasion.model.network import CheckpointError, DetectorSettings, load_checkpoint, read_settings, save_settings
 
 MEMBERS_DIR = "members"
 
@@ -69,8 +68,7 @@ class EnsembleNetwork(nn.Module):
 
 
 def is_ensemble(directory: str | Path) -> bool:
-    settings = Path(directory) / "persuasion.json"
-    return settings.is_file() and bool(json.loads(settings.read_text()).get("ensemble_members"))
+    return (Path(directory) / "persuasion.json").is_file() and bool(read_settings(directory).ensemble_members)
 
 
 def load_ensemble(directory: Path, settings: DetectorSettings, device: str):
@@ -115,9 +113,7 @@ def build_ensemble(member_dirs: list[Path], output: Path) -> Path:
         raise CheckpointError("a checkpoint is listed twice; an ensemble averages different checkpoints")
     members = []
     for directory in member_dirs:
-        if not (directory / "persuasion.json").is_file():
-            raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing persuasion.json)")
-        settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
+        settings = read_settings(directory)
         tokenizer = None if settings.ensemble_members else AutoTokenizer.from_pretrained(directory)
         members.append((directory, tokenizer, settings))
     check_compatible(members)

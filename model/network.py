@@ -173,14 +173,20 @@ def save_settings(settings: DetectorSettings, directory: str | Path) -> None:
     (Path(directory) / "persuasion.json").write_text(json.dumps(asdict(settings), indent=2) + "\n")
 
 
+def read_settings(directory: str | Path) -> DetectorSettings:
+    """A checkpoint's `persuasion.json`; a one-line error where there is none."""
+    path = Path(directory) / "persuasion.json"
+    if not path.is_file():
+        raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing persuasion.json)")
+    return DetectorSettings.from_dict(json.loads(path.read_text()))
+
+
 def load_checkpoint(directory: str | Path, device: str = "cpu"):
     """Return (network, tokenizer, settings) from a directory written by `save_checkpoint`."""
     from transformers import AutoTokenizer
 
     directory = Path(directory)
-    if not (directory / "persuasion.json").is_file():
-        raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing persuasion.json)")
-    settings = DetectorSettings.from_dict(json.loads((directory / "persuasion.json").read_text()))
+    settings = read_settings(directory)
     if settings.ensemble_members:
         from persuasion.model.ensemble import load_ensemble
 

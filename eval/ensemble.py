@@ -16,6 +16,8 @@ import json
 import tempfile
 from pathlib import Path
 
+from persuasion.errors import PersuasionError
+
 
 def main(argv: list[str] | None = None) -> int:
     from persuasion.corpus import read_ptc_articles
@@ -23,7 +25,7 @@ def main(argv: list[str] | None = None) -> int:
     from persuasion.eval.systems import DetectorSystem
     from persuasion.model.detector import SHIPPED_DIR
     from persuasion.train.ensemble import make_ensemble
-    from persuasion.train.export import held_out_articles, held_out_ids, validation_report
+    from persuasion.train.export import held_out_articles, shared_held_out_ids, validation_report
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, type=Path, help="PTC folder")
@@ -36,11 +38,11 @@ def main(argv: list[str] | None = None) -> int:
     members = {name: SHIPPED_DIR if path == "shipped" else Path(path) for name, path in given.items()}
     if len(members) < 2:
         parser.error("an ensemble needs two or more --member")
+    try:
+        shared_held_out_ids(list(members.values()))
+    except PersuasionError as error:
+        raise SystemExit(f"ensemble: {error}") from None
     first = next(iter(members.values()))
-    first_ids = held_out_ids(validation_report(first))
-    for name, path in members.items():
-        if held_out_ids(validation_report(path)) != first_ids:
-            raise SystemExit(f"ensemble: {name} was validated on other articles than {first}; not comparable")
     validation, dev = held_out_articles(args.data, first), read_ptc_articles(args.data, "dev")
     rows = []
     with tempfile.TemporaryDirectory() as scratch:

@@ -14,7 +14,6 @@ import json
 import shutil
 from pathlib import Path
 
-from persuasion.errors import PersuasionError
 
 
 def add_arguments(parser) -> None:
@@ -38,23 +37,19 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
     from persuasion.model.detector import Detector
     from persuasion.model.ensemble import build_ensemble
     from persuasion.model.network import save_settings
-    from persuasion.train.export import held_out_articles, held_out_ids, validation_report
+    from persuasion.train.export import held_out_articles, shared_held_out_ids, validation_report
     from persuasion.train.tune import tune_detector
 
-    reports = [validation_report(member) for member in members]
-    for member, report in zip(members[1:], reports[1:]):
-        if held_out_ids(report) != held_out_ids(reports[0]):
-            raise PersuasionError(f"{member}: validated on other articles than {members[0]}; ensemble members "
-                                  "must share one validation split (train them with the same split_seed)")
+    validation_ids = shared_held_out_ids(members)
     articles = held_out_articles(data_dir, members[0])
     build_ensemble(members, output)
     try:
         detector = Detector.load(output)
         report = {"validation": tune_detector(detector, articles, log),
                   # what the ensemble cost to train: its members one after another
-                  "train_minutes": round(sum(member_report["train_minutes"] for member_report in reports), 2),
+                  "train_minutes": round(sum(validation_report(member)["train_minutes"] for member in members), 2),
                   "members": [str(member) for member in members],
-                  "validation_articles": held_out_ids(reports[0])}
+                  "validation_articles": validation_ids}
         save_settings(detector.settings, output)
         (output / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
     except BaseException:

@@ -77,6 +77,16 @@ def held_out_ids(report: dict) -> list[str]:
     return sorted(report["validation_articles"])
 
 
+def shared_held_out_ids(checkpoints: list[Path]) -> list[str]:
+    """The validation article ids every checkpoint held out; an error if one held out others."""
+    first = held_out_ids(validation_report(checkpoints[0]))
+    for checkpoint in checkpoints[1:]:
+        if held_out_ids(validation_report(checkpoint)) != first:
+            raise PersuasionError(f"{checkpoint}: validated on other articles than {checkpoints[0]}, so their scores "
+                                  "do not compare; train them with the same split_seed and validation_fraction")
+    return first
+
+
 def held_out_articles(data_dir: str | Path, checkpoint: Path) -> list:
     """The train articles `persuasion train` held out for this checkpoint (listed in its validation.json)."""
     from persuasion.corpus import read_ptc_articles

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -26,8 +27,12 @@ def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model():
     shipped = json.loads((Path(__file__).resolve().parents[1] / "model" / "shipped" / "persuasion.json").read_text())
     config = Recipe.from_yaml(CONFIGS / "minilm-cpu.yaml")
     # Keys added after the model was trained take their defaults, which leave training as it was.
-    trained = Recipe.from_dict(shipped["recipe"])
-    assert config.training_choices() == trained.training_choices()
+    trained = Recipe.from_dict(shipped["recipe"]).training_choices()
+    # The shipped weights may be another seed of this recipe, chosen on validation by the seeds sweep.
+    sweep = yaml.safe_load((CONFIGS / "sweeps" / "minilm-gpu-seeds.yaml").read_text())
+    assert sweep["config"] == "configs/minilm-cpu.yaml" and not sweep.get("common")
+    assert trained["seed"] in [config.seed] + [keys["seed"] for keys in sweep["variants"].values()]
+    assert {**config.training_choices(), "seed": trained["seed"]} == trained
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -185,6 +190,7 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     data, checkpoint = train_tiny(tmp_path, "epochs: 2\n", "--set", "max_steps=4")
     report = json.loads((checkpoint / "validation.json").read_text())
     assert len(report["validation_articles"]) == 2
+    assert report["trained_on"] == report["tuned_on"] == f"CPU, {torch.get_num_threads()} threads"
     settings = json.loads((checkpoint / "persuasion.json").read_text())
     assert settings["window_tokens"] == 24 and settings["recipe"]["epochs"] == 2
     assert 0.2 <= settings["span_threshold"] <= 0.8
@@ -306,6 +312,7 @@ def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_p
     again = json.loads((checkpoint / "validation.json").read_text())
     assert (checkpoint / "model.safetensors").read_bytes() == weights
     assert again["history"] == summary["history"] and again["validation_articles"] == summary["validation_articles"]
+    assert again["trained_on"] == summary["trained_on"] and again["tuned_on"].startswith("CPU")
     assert again["validation"] == summary["validation"]  # the same choices as training made, found again
     assert tuned["span_threshold"] == summary["validation"]["span_threshold"] != 0.99
     assert tuned["span_gap_tokens"] != 7
@@ -321,6 +328,8 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # the variants train in child processes, which inherit it
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    for folder in ("articles", "labels-task-flc-tc"):  # a dev split to report on: the train articles again
+        shutil.copytree(data / f"train-{folder}", data / f"dev-{folder}")
     config = tmp_path / "tiny.yaml"
     config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\n"
                       "batch_size: 4\nvalidation_fraction: 0.25\nepochs: 1\n")
@@ -328,7 +337,7 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     sweep.write_text(f"config: {config}\ncommon: {{max_steps: 2}}\nvariants:\n"
                      f"  base: {{}}\n  seed14: {{seed: 14}}\n  broken: {{base_model: {tmp_path / 'no-encoder'}}}\n")
     output = tmp_path / "sweep"
-    command = ["sweep", str(sweep), "--data", str(data), "--output", str(output), "--parallel", "2"]
+    command = ["sweep", str(sweep), "--data", str(data), "--output", str(output), "--parallel", "2", "--report", "dev"]
 
     assert main(command) == 1  # one variant failed; the others are still trained and ranked
     summary = json.loads((output / "sweep.json").read_text())
@@ -341,6 +350,10 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     for row in trained:
         report = json.loads((output / row["variant"] / "checkpoint" / "validation.json").read_text())
         assert row["selection"] == report["validation"]["si"]["f1"] + report["validation"]["tc_micro_f1"]
+        assert row["trained_on"] == report["trained_on"]
+        dev = json.loads((output / row["variant"] / "dev" / "metrics.json").read_text())
+        assert row["report"] == {"split": "dev", "si_f1": dev["si"]["f1"], "tc_micro_f1": dev["tc"]["micro_f1"],
+                                 "tc_macro_f1": dev["tc"]["macro_f1"], "flc_f1": dev["flc"]["f1"]}
     assert [row["changes"] for row in rows if row["variant"] == "seed14"] == [{"seed": 14}]
     recipe = json.loads((output / "seed14" / "checkpoint" / "persuasion.json").read_text())["recipe"]
     assert (recipe["seed"], recipe["max_steps"]) == (14, 2)
@@ -359,6 +372,19 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     sweep.write_text(sweep.read_text().replace("seed: 14", "seed: 15"))
     assert main(command) == 2
     assert "another recipe" in capsys.readouterr().err
+
+
+def test_a_sweep_reporting_on_a_split_without_gold_fails_before_anything_trains(tmp_path, capsys):
+    from persuasion.cli import main
+
+    data = write_tiny_corpus(tmp_path / "ptc", articles=2)
+    shutil.copytree(data / "train-articles", data / "test-articles")  # articles without labels, as the test split
+    sweep = tmp_path / "sweep.yaml"
+    sweep.write_text(f"config: {CONFIGS / 'minilm-cpu.yaml'}\nvariants:\n  good: {{seed: 14}}\n")
+    command = ["sweep", str(sweep), "--data", str(data), "--output", str(tmp_path / "sweep"), "--report", "test"]
+    assert main(command) == 2
+    assert "no gold labels" in capsys.readouterr().err
+    assert not (tmp_path / "sweep").exists()
 
 
 def test_a_sweep_variant_with_an_unknown_recipe_key_fails_before_anything_trains(tmp_path, capsys):

@@ -6,7 +6,8 @@ A sweep file names the recipe every variant starts from and, per variant, the re
 changes. Each variant is one `persuasion train` process with its own run folder and log; the
 ranking reads the validation.json each run wrote, so it is the same selection `persuasion export`
 applies (validation SI F1 + TC micro-F1 after tuning). A variant whose checkpoint is already
-there is kept, so a sweep killed mid-run resumes where it stopped.
+there is kept, so a sweep killed mid-run resumes where it stopped. `--report dev` also benchmarks
+every ranked variant on dev, after the ranking and beside it: how far validation's choice carries.
 """
 
 from __future__ import annotations
@@ -33,6 +34,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--output", help="folder for the variants' run folders and logs (default: runs/sweep-NAME)")
     parser.add_argument("--parallel", type=int, default=1,
                         help="variants trained at once (default 1); on one GPU, as many as its memory and the CPU cores allow")
+    parser.add_argument("--report", metavar="SPLIT",
+                        help="also benchmark each trained variant on this PTC split (e.g. dev); reported, never ranked on")
 
 
 def run(args) -> int:
@@ -40,11 +43,16 @@ def run(args) -> int:
     config, common, variants = read_sweep(sweep_path)
     if args.parallel < 1:
         raise PersuasionError(f"--parallel should be 1 or more, got {args.parallel}")
+    report_data = args.data or Recipe.from_yaml(config, common).data_dir
+    if args.report:
+        check_report_split(report_data, args.report)  # before an hour of training, not after
     output = Path(args.output or f"runs/sweep-{sweep_path.stem}")
     output.mkdir(parents=True, exist_ok=True)
     failed = train_variants(config, {name: {**common, **keys} for name, keys in variants.items()}, output,
                             args.data, args.parallel)
     rows = ranking(variants, output, failed)
+    if args.report:
+        report_split(rows, output, report_data, args.report)
     summary = {"sweep": str(sweep_path), "config": config, "common": common, "parallel": args.parallel, "rows": rows}
     (output / "sweep.json").write_text(json.dumps(summary, indent=1))
     print(ranking_table(rows))
@@ -131,7 +139,7 @@ def ranking(variants: dict[str, dict], output: Path, failed: set[str]) -> list[d
             rows.append({**row, "failed": True})
             continue
         report = validation_report(output / name / "checkpoint")
-        rows.append({**row, "train_minutes": report["train_minutes"],
+        rows.append({**row, "train_minutes": report["train_minutes"], "trained_on": report.get("trained_on"),
                      "validation_si_f1": report["validation"]["si"]["f1"],
                      "validation_tc_micro_f1": report["validation"]["tc_micro_f1"],
                      "validation_tc_macro_f1": report["validation"]["tc_macro_f1"],
@@ -139,13 +147,41 @@ def ranking(variants: dict[str, dict], output: Path, failed: set[str]) -> list[d
     return sorted(rows, key=lambda row: -row.get("selection", float("-inf")))
 
 
+def check_report_split(data_dir: str, split: str) -> None:
+    from persuasion.corpus import read_ptc_articles
+
+    if not any(article.has_gold for article in read_ptc_articles(data_dir, split)):
+        raise PersuasionError(f"{data_dir}: the {split} split has no gold labels to report scores on")
+
+
+def report_split(rows: list[dict], output: Path, data_dir: str, split: str) -> None:
+    """Benchmark each trained variant on `split` and add its scores to its row. The rows are already
+    ranked on validation; these numbers only show how far that ranking carries to other articles."""
+    from persuasion.eval.benchmark import headline, run_benchmark
+
+    for row in rows:
+        if row.get("failed"):
+            continue
+        metrics = run_benchmark(data_dir, split, output / row["variant"] / split,
+                                system_name=str(output / row["variant"] / "checkpoint"), progress=False)
+        scores = headline(metrics)
+        row["report"] = {"split": split, **{key: scores[key] for key in ("si_f1", "tc_micro_f1", "tc_macro_f1", "flc_f1")}}
+        print(f"{row['variant']}: {split} SI F1 {scores['si_f1']:.4f}, TC micro-F1 {scores['tc_micro_f1']:.4f}")
+
+
 def ranking_table(rows: list[dict]) -> str:
-    lines = ["| variant | changes | minutes | val SI F1 | val TC micro-F1 | SI + TC |", "| --- | --- | ---: | ---: | ---: | ---: |"]
+    split = next((row["report"]["split"] for row in rows if "report" in row), None)
+    extra = f" {split} SI F1 | {split} TC micro-F1 |" if split else ""
+    lines = ["| variant | changes | minutes | val SI F1 | val TC micro-F1 | SI + TC |" + extra,
+             "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if split else "")]
     for row in rows:
         changes = ", ".join(f"{key}={value}" for key, value in row["changes"].items()) or "(the recipe)"
         if row.get("failed"):
-            lines.append(f"| {row['variant']} | {changes} | failed | | | |")
-        else:
-            lines.append(f"| {row['variant']} | {changes} | {row['train_minutes']:.2f} | {row['validation_si_f1']:.4f} "
-                         f"| {row['validation_tc_micro_f1']:.4f} | {row['selection']:.4f} |")
+            lines.append(f"| {row['variant']} | {changes} | failed | | | |" + (" | |" if split else ""))
+            continue
+        line = (f"| {row['variant']} | {changes} | {row['train_minutes']:.2f} | {row['validation_si_f1']:.4f} "
+                f"| {row['validation_tc_micro_f1']:.4f} | {row['selection']:.4f} |")
+        if split:
+            line += f" {row['report']['si_f1']:.4f} | {row['report']['tc_micro_f1']:.4f} |"
+        lines.append(line)
     return "\n".join(lines)

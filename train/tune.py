@@ -25,6 +25,16 @@ SENTENCE_GATES = (0.0, 0.5, 1.0, 2.0)  # exponents of p(sentence holds a techniq
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
 
 
+def hardware(detector) -> str:
+    """Where a checkpoint was tuned (and trained), for its validation report: scores differ slightly between
+    GPU and CPU arithmetic, so the report says which one produced them."""
+    import torch
+
+    if detector.device.startswith("cuda"):
+        return torch.cuda.get_device_name(torch.device(detector.device))
+    return f"CPU, {torch.get_num_threads()} threads"
+
+
 def sentence_gates(detector) -> tuple[float, ...]:
     """The gates worth trying: all of them where the network scores sentences, else only "off"."""
     return SENTENCE_GATES if detector.settings.sentence_head else (0.0,)
@@ -202,6 +212,7 @@ def run(args) -> int:
     articles = held_out_articles(args.data, checkpoint)
     detector = Detector.load(checkpoint)
     summary["validation"] = tune_detector(detector, articles)
+    summary["tuned_on"] = hardware(detector)
     save_settings(detector.settings, checkpoint)
     (checkpoint / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
     print(f"tuned {checkpoint}: validation {json.dumps(summary['validation'])}")

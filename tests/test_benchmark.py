@@ -168,3 +168,29 @@ def test_the_seed_spread_compares_runs_decoded_the_same_way():
     assert "2 training seeds (13, 14)" in note and "without growing spans" in note
     assert "dev SI F1 0.400 to 0.420" in note
     assert seed_note([shipped, rerun]) == ""  # no run of seed 13 decoded as the rerun was
+
+
+def test_the_expected_highest_of_several_normal_draws_matches_a_simulation():
+    import numpy as np
+
+    from persuasion.eval.model_card import expected_highest
+
+    draws = np.random.default_rng(0).standard_normal((20000, 14))
+    assert abs(expected_highest(14) - draws.max(axis=1).mean()) < 0.03
+    assert abs(expected_highest(1)) < 1e-9 and expected_highest(2) < expected_highest(14)
+
+
+def test_the_card_says_why_the_best_seed_on_validation_is_or_is_not_shipped():
+    import json
+    from pathlib import Path
+
+    from persuasion.eval.model_card import shipped_seed_verdict
+
+    shipped_dir = Path(__file__).resolve().parents[1] / "model" / "shipped"
+    shipped = json.loads((shipped_dir / "validation.json").read_text())
+    seed = json.loads((shipped_dir / "persuasion.json").read_text())["recipe"]["seed"]
+    same_run = {"changes": {"seed": seed}, "trained_on": shipped.get("trained_on"), "validation_tc_micro_f1": 0.7}
+    assert "is the shipped model" in shipped_seed_verdict(same_run, shipped)
+    other_run = {**same_run, "trained_on": "NVIDIA H100"}
+    verdict = shipped_seed_verdict(other_run, shipped)
+    assert "stays shipped" in verdict and "reproduce its validation scores" in verdict

@@ -32,7 +32,9 @@ def hardware(detector) -> str:
 
     if detector.device.startswith("cuda"):
         return torch.cuda.get_device_name(torch.device(detector.device))
-    return f"CPU, {torch.get_num_threads()} threads"
+    if detector.device == "cpu":
+        return f"CPU, {torch.get_num_threads()} threads"
+    return detector.device
 
 
 def sentence_gates(detector) -> tuple[float, ...]:

@@ -15,7 +15,6 @@ import shutil
 from pathlib import Path
 
 
-
 def add_arguments(parser) -> None:
     parser.add_argument("members", nargs="+",
                         help="two or more checkpoint folders written by `persuasion train` ('shipped': the packaged model)")
@@ -37,7 +36,7 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
     from persuasion.model.detector import Detector
     from persuasion.model.ensemble import build_ensemble
     from persuasion.model.network import save_settings
-    from persuasion.train.export import held_out_articles, shared_held_out_ids, validation_report
+    from persuasion.train.export import held_out_articles, shared_held_out_ids, validation_report, write_validation_report
     from persuasion.train.tune import tune_detector
 
     validation_ids = shared_held_out_ids(members)
@@ -51,7 +50,7 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
                   "members": [str(member) for member in members],
                   "validation_articles": validation_ids}
         save_settings(detector.settings, output)
-        (output / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+        write_validation_report(output, report)
     except BaseException:
         shutil.rmtree(output, ignore_errors=True)  # a half-built folder would block the next try
         raise

@@ -67,6 +67,11 @@ def validation_report(checkpoint: Path) -> dict:
     return json.loads(path.read_text())
 
 
+def write_validation_report(checkpoint: Path, report: dict) -> None:
+    """Write the validation.json that `validation_report` reads back (train, tune and ensemble write it)."""
+    (Path(checkpoint) / "validation.json").write_text(json.dumps(report, indent=2) + "\n")
+
+
 def validation_selection(report: dict) -> float:
     """What model selection maximises: SI F1 + TC micro-F1 on the validation split, after tuning."""
     return report["validation"]["si"]["f1"] + report["validation"]["tc_micro_f1"]

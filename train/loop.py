@@ -210,6 +210,7 @@ def train(recipe: Recipe, log=None) -> Path:
     from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
     from persuasion.taxonomy import TECHNIQUES
     from persuasion.train.features import collate, cut_windows, encode_article
+    from persuasion.train.export import write_validation_report
     from persuasion.train.tune import hardware, tune_detector, validation_scores
 
     # A second train() in one process (tests, notebooks) may ask for another precision: start clean.
@@ -367,10 +368,11 @@ def train(recipe: Recipe, log=None) -> Path:
     detector = Detector.load(checkpoint, device=str(accelerator.device))
     report = tune_detector(detector, validation_articles, log=say) if validation_articles else {}
     save_checkpoint(detector.network, tokenizer, detector.settings, checkpoint)
+    device = hardware(detector)
     summary = {"validation": report, "history": history, "train_minutes": round((time.time() - started) / 60, 2),
-               "trained_on": hardware(detector), "tuned_on": hardware(detector),
+               "trained_on": device, "tuned_on": device,
                "validation_articles": sorted(a.article_id for a in validation_articles)}
-    (checkpoint / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_validation_report(checkpoint, summary)
     say(f"saved {checkpoint} after {summary['train_minutes']} minutes; validation {json.dumps(report)}")
     log_file.close()
     return checkpoint

@@ -207,7 +207,7 @@ def add_arguments(parser) -> None:
 def run(args) -> int:
     from persuasion.model.detector import Detector
     from persuasion.model.network import save_settings
-    from persuasion.train.export import held_out_articles, validation_report
+    from persuasion.train.export import held_out_articles, validation_report, write_validation_report
 
     checkpoint = Path(args.checkpoint)
     summary = validation_report(checkpoint)
@@ -216,6 +216,6 @@ def run(args) -> int:
     summary["validation"] = tune_detector(detector, articles)
     summary["tuned_on"] = hardware(detector)
     save_settings(detector.settings, checkpoint)
-    (checkpoint / "validation.json").write_text(json.dumps(summary, indent=2) + "\n")
+    write_validation_report(checkpoint, summary)
     print(f"tuned {checkpoint}: validation {json.dumps(summary['validation'])}")
     return 0

@@ -105,6 +105,9 @@ def main(argv: list[str] | None = None) -> int:
     if shipped.span_crf:
         variants.insert(1, ("span tags from the tagger's scores alone, without the CRF transitions (span_crf false)",
                             {"span_crf": False}, True, False))
+    if shipped.technique_tag_mix:
+        variants.insert(1, ("token scores from the span tagger alone, without the technique tagger (technique_tag_mix 0)",
+                            {"technique_tag_mix": 0.0}, True, False))
     if shipped.sentence_gate:
         variants.insert(1, ("no sentence gate (sentence_gate 0)", {"sentence_gate": 0.0}, True, False))
     results = []

@@ -17,6 +17,7 @@ multisets, so their order does not matter.
 
 from __future__ import annotations
 
+import itertools
 from collections import Counter, defaultdict
 from typing import Iterable, Mapping, Sequence
 
@@ -36,10 +37,19 @@ def prf(precision_numerator: float, predicted: float, recall_numerator: float, g
 
 
 def _overlap_credit(predicted: list[tuple[int, int]], gold: list[tuple[int, int]]) -> tuple[float, float]:
-    """(sum over s,t of |s&t|/|s|, sum of |s&t|/|t|) for two lists of disjoint, sorted spans."""
+    """(sum over s,t of |s&t|/|s|, sum of |s&t|/|t|) for two lists of disjoint, sorted spans.
+
+    One sweep through both lists (tuning scores thousands of decodings): the gold spans that end
+    before a predicted span starts cannot meet it or any later one.
+    """
     precision_credit = recall_credit = 0.0
+    first = 0  # the first gold span that ends after the current predicted span starts
     for s_start, s_end in predicted:
-        for t_start, t_end in gold:
+        while first < len(gold) and gold[first][1] <= s_start:
+            first += 1
+        for t_start, t_end in itertools.islice(gold, first, None):
+            if t_start >= s_end:
+                break
             shared = min(s_end, t_end) - max(s_start, t_start)
             if shared > 0:
                 precision_credit += shared / (s_end - s_start)

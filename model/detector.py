@@ -21,6 +21,7 @@ from persuasion.model.windows import (TokenizedDocument, batch_windows, plan_win
 SHIPPED_DIR = Path(__file__).parent / "shipped"
 SENTENCE_BREAK = re.compile(r"[.!?]\s|\n")  # spans are not joined across these
 WORD_CHARACTER = re.compile(r"\w")
+TECHNIQUE_COLUMN = 3  # after the O/B/I columns of the per-token probabilities
 
 
 @dataclass
@@ -38,12 +39,17 @@ class DocumentAnalysis:
     p_begin: np.ndarray  # p(token begins a span)
     windows: list[WindowEncoding]
     p_sentence: np.ndarray | None = None  # per token, p(its sentence holds a technique); None without a sentence head
+    p_technique: np.ndarray | None = None  # per token, p(some technique's span covers it); None without a tagger
 
-    def token_scores(self, sentence_gate: float) -> np.ndarray:
-        """p(inside), times p(sentence holds a technique) ** gate where the network scores sentences."""
-        if not sentence_gate or self.p_sentence is None:
-            return self.p_inside
-        return self.p_inside * self.p_sentence ** sentence_gate
+    def token_scores(self, sentence_gate: float, technique_mix: float = 0.0) -> np.ndarray:
+        """p(inside), mixed with the technique tagger's p(token in any technique's span) by `technique_mix`,
+        times p(sentence holds a technique) ** gate where the network scores sentences."""
+        scores = self.p_inside
+        if technique_mix and self.p_technique is not None:
+            scores = (1.0 - technique_mix) * scores + technique_mix * self.p_technique
+        if sentence_gate and self.p_sentence is not None:
+            scores = scores * self.p_sentence ** sentence_gate
+        return scores
 
 
 class Detector:
@@ -119,7 +125,9 @@ class Detector:
         for index, document in enumerate(documents):
             for start, end in plan_windows(len(document.token_ids), content, self.settings.window_stride):
                 jobs.append((index, start, end))
-        sums = [np.zeros((len(d.token_ids), 3), dtype=np.float64) for d in documents]
+        tagger = self.settings.technique_tagger
+        # Columns: p(O), p(B), p(I) and, with a technique tagger, p(token in any technique's span).
+        sums = [np.zeros((len(d.token_ids), 4 if tagger else 3), dtype=np.float64) for d in documents]
         counts = [np.zeros(len(d.token_ids), dtype=np.float64) for d in documents]
         windows: list[list[WindowEncoding]] = [[] for _ in documents]
         sentences = _SentenceScores(texts, documents) if self.settings.sentence_head else None
@@ -131,7 +139,12 @@ class Detector:
             hidden = self.network.encode(input_ids.to(self.device), attention_mask)
             log_probabilities = self.network.tag_log_probabilities(hidden, attention_mask, crf=self.settings.span_crf)
             # The temperature sharpens or flattens p(tag) itself, so it means the same for a softmax or a CRF tagger.
-            probabilities = (log_probabilities / self.settings.span_temperature).softmax(-1).cpu().numpy()
+            probabilities = (log_probabilities / self.settings.span_temperature).softmax(-1)
+            if tagger:
+                # Noisy-or over the techniques: the token is outside a span only if no technique covers it.
+                p_none = (1.0 - self.network.token_technique_logits(hidden).float().sigmoid()).prod(-1)
+                probabilities = torch.cat([probabilities, (1.0 - p_none)[..., None]], dim=-1)
+            probabilities = probabilities.cpu().numpy()
             for row, (index, start, end) in enumerate(batch):
                 sums[index][start:end] += probabilities[row, 1: 1 + end - start]
                 counts[index][start:end] += 1
@@ -143,7 +156,8 @@ class Detector:
             mean = sums[index] / np.maximum(counts[index], 1)[:, None]
             analyses.append(DocumentAnalysis(texts[index], document, mean[:, BEGIN] + mean[:, INSIDE],
                                              mean[:, BEGIN], windows[index],
-                                             sentences.per_token(index) if sentences is not None else None))
+                                             sentences.per_token(index) if sentences is not None else None,
+                                             mean[:, TECHNIQUE_COLUMN] if tagger else None))
         return analyses
 
     def _decode_spans(self, analysis: DocumentAnalysis) -> list[tuple[int, int, float]]:
@@ -165,26 +179,26 @@ class Detector:
         annotated fragment.
         """
         gap = self.settings.span_gap_tokens
-        p_inside, p_begin = analysis.p_inside, analysis.p_begin
-        scores = analysis.token_scores(self.settings.sentence_gate)
+        scores = analysis.token_scores(self.settings.sentence_gate, self.settings.technique_tag_mix)
         offsets, text = analysis.document.offsets, analysis.text
-        token_runs: list[list[int]] = []
-        for token in range(len(p_inside)):
-            if scores[token] < threshold:
-                continue
+        # A token continues the run before it unless p(begin) dominates its p(inside).
+        continues = (analysis.p_begin <= analysis.p_inside - analysis.p_begin).tolist()
+        token_runs: list[list[int]] = []  # [first, last] token of each run
+        for token in np.flatnonzero(scores >= threshold).tolist():  # tuning decodes often: loop only where it counts
             if token_runs:
-                last = token_runs[-1][-1]
+                last = token_runs[-1][1]
                 adjacent = last == token - 1
                 bridgeable = (not adjacent and token - last - 1 <= gap
                               and not SENTENCE_BREAK.search(text[offsets[last][1]: offsets[token][0]]))
-                if (adjacent or bridgeable) and p_begin[token] <= p_inside[token] - p_begin[token]:
-                    token_runs[-1].extend(range(last + 1, token + 1))
+                if (adjacent or bridgeable) and continues[token]:
+                    token_runs[-1][1] = token
                     continue
-            token_runs.append([token])
+            token_runs.append([token, token])
         spans = []
-        for run in token_runs:
-            start, end = self._snap_to_words(text, offsets[run[0]][0], offsets[run[-1]][1])
-            score, peak = float(scores[run].mean()), float(scores[run].max())
+        for first, last in token_runs:
+            start, end = self._snap_to_words(text, offsets[first][0], offsets[last][1])
+            run_scores = scores[first: last + 1]
+            score, peak = float(run_scores.mean()), float(run_scores.max())
             if score >= self.settings.span_min_score:
                 if spans and start < spans[-1][1]:  # snapping made two runs touch: keep them as one
                     previous = spans.pop()

@@ -124,7 +124,9 @@ def build_ensemble(member_dirs: list[Path], output: Path) -> Path:
         shutil.copytree(directory, output / name)
     first = members[0][2]
     settings = dataclasses.replace(
+        # Members' technique taggers are not averaged: the ensemble decodes its averaged span tags alone.
         first, ensemble_members=names, span_temperature=1.0, technique_temperature=1.0, span_crf=False,
+        technique_tagger=False, technique_tag_mix=0.0,
         sentence_head=any(member.sentence_head for _, _, member in members),
         sentence_gate=first.sentence_gate if first.sentence_head else 0.0,
         recipe={"inference_stride": first.recipe.get("inference_stride", first.window_stride),

@@ -48,6 +48,8 @@ class DetectorSettings:
     sentence_head: bool = False  # the network also scores whether each sentence holds a technique
     sentence_gate: float = 0.0  # token score = p(inside) * p(sentence holds a technique) ** gate (0: off)
     span_crf: bool = False  # the span tagger's tags are marginals of a CRF over each window (model/crf.py)
+    technique_tagger: bool = False  # the network keeps its per-token technique tagger (trained with a tagging loss)
+    technique_tag_mix: float = 0.0  # token score = (1 - mix) * p(inside) + mix * p(token in any technique's span)
     base_model: str = ""
     recipe: dict = field(default_factory=dict)
     ensemble_members: list[str] = field(default_factory=list)  # member checkpoint folders, relative (model/ensemble.py)
@@ -60,10 +62,10 @@ class DetectorSettings:
 
 class PersuasionNetwork(nn.Module):
     """Encoder + token tagger (O/B/I, optionally with a CRF) + span-in-context technique classifier
-    (+ optional sentence scorer)."""
+    (+ optional sentence scorer and per-token technique tagger)."""
 
     def __init__(self, encoder: nn.Module, num_techniques: int, dropout: float = 0.1, sentence_head: bool = False,
-                 span_crf: bool = False):
+                 span_crf: bool = False, technique_tagger: bool = False):
         super().__init__()
         self.encoder = encoder
         hidden = encoder.config.hidden_size
@@ -81,16 +83,22 @@ class PersuasionNetwork(nn.Module):
         # Whether a sentence holds any technique, from its mean-pooled tokens: the sentence level of
         # the multi-granularity network (Da San Martino et al., 2019); its score can gate the token scores.
         self.sentence_head = nn.Linear(hidden, 1) if sentence_head else None
+        # Which techniques' spans cover each token: trained as an extra signal for the encoder (train/loop.py),
+        # and at inference a second estimate of p(token inside a span), mixed in by a weight tuned on validation.
+        self.token_technique_head = nn.Linear(hidden, num_techniques) if technique_tagger else None
 
     @classmethod
     def from_encoder_name(cls, name_or_path: str, num_techniques: int, dropout: float = 0.1,
-                          sentence_head: bool = False, span_crf: bool = False) -> "PersuasionNetwork":
-        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout, sentence_head, span_crf)
+                          sentence_head: bool = False, span_crf: bool = False,
+                          technique_tagger: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_pretrained(name_or_path), num_techniques, dropout, sentence_head, span_crf,
+                   technique_tagger)
 
     @classmethod
     def from_encoder_config(cls, config, num_techniques: int, dropout: float = 0.1,
-                            sentence_head: bool = False, span_crf: bool = False) -> "PersuasionNetwork":
-        return cls(AutoModel.from_config(config), num_techniques, dropout, sentence_head, span_crf)
+                            sentence_head: bool = False, span_crf: bool = False,
+                            technique_tagger: bool = False) -> "PersuasionNetwork":
+        return cls(AutoModel.from_config(config), num_techniques, dropout, sentence_head, span_crf, technique_tagger)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor, span_window: torch.Tensor,
                 span_bounds: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -132,6 +140,10 @@ class PersuasionNetwork(nn.Module):
             return hidden.new_zeros((0,))
         _, mean = _pool_spans(hidden, piece_window, piece_bounds)
         return self.sentence_head(self.dropout(mean)).squeeze(-1)
+
+    def token_technique_logits(self, hidden: torch.Tensor) -> torch.Tensor:
+        """One logit per token and technique: whether a span of that technique covers the token."""
+        return self.token_technique_head(self.dropout(hidden))
 
 
 def text_token_mask(attention_mask: torch.Tensor) -> torch.Tensor:
@@ -196,7 +208,8 @@ def load_checkpoint(directory: str | Path, device: str = "cpu"):
             raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {required})")
     config = AutoConfig.from_pretrained(directory)
     network = PersuasionNetwork.from_encoder_config(config, len(settings.techniques),
-                                                     sentence_head=settings.sentence_head, span_crf=settings.span_crf)
+                                                     sentence_head=settings.sentence_head, span_crf=settings.span_crf,
+                                                     technique_tagger=settings.technique_tagger)
     state = {name: tensor.float() if tensor.is_floating_point() else tensor
              for name, tensor in load_file(directory / "model.safetensors").items()}
     network.load_state_dict(state)

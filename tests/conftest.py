@@ -50,7 +50,7 @@ def tiny_bert_config_and_tokenizer():
 
 
 def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0,
-                          sentence_head: bool = False, span_crf: bool = False) -> Path:
+                          sentence_head: bool = False, span_crf: bool = False, technique_tagger: bool = False) -> Path:
     """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer)."""
     import torch
 
@@ -59,12 +59,12 @@ def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_strid
     torch.manual_seed(seed)
     config, tokenizer = tiny_bert_config_and_tokenizer()
     network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, sentence_head=sentence_head,
-                                                    span_crf=span_crf)
+                                                    span_crf=span_crf, technique_tagger=technique_tagger)
     if span_crf:  # random transitions, so the test sees them matter (a fresh CRF starts at zero)
         torch.nn.init.normal_(network.tag_transitions.transitions)
     # A low threshold so an untrained model still emits spans for the code paths under test.
     settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3,
-                                sentence_head=sentence_head, span_crf=span_crf)
+                                sentence_head=sentence_head, span_crf=span_crf, technique_tagger=technique_tagger)
     return save_checkpoint(network, tokenizer, settings, directory, half=False)
 
 

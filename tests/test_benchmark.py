@@ -191,6 +191,8 @@ def test_the_card_says_why_the_best_seed_on_validation_is_or_is_not_shipped():
     seed = json.loads((shipped_dir / "persuasion.json").read_text())["recipe"]["seed"]
     same_run = {"changes": {"seed": seed}, "trained_on": shipped.get("trained_on"), "validation_tc_micro_f1": 0.7}
     assert "is the shipped model" in shipped_seed_verdict(same_run, shipped)
-    other_run = {**same_run, "trained_on": "NVIDIA H100"}
-    verdict = shipped_seed_verdict(other_run, shipped)
+    better_gpu_run = {**same_run, "trained_on": "NVIDIA H100", "selection": 9.0}
+    verdict = shipped_seed_verdict(better_gpu_run, shipped)
     assert "stays shipped" in verdict and "reproduce its validation scores" in verdict
+    worse_gpu_run = {**better_gpu_run, "selection": 0.0}
+    assert "at least as much as the best GPU seed" in shipped_seed_verdict(worse_gpu_run, shipped)

@@ -13,7 +13,7 @@ import torch
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from conftest import make_article
+from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
@@ -271,13 +271,18 @@ def test_tokens_split_into_sentence_pieces(tiny_detector):
     assert sentence_pieces([3, 3, 3]) == [(3, 0, 2)]  # a window cut mid-sentence sees one piece of it
 
 
-def test_sentence_probability_in_one_window_is_the_sentence_heads_score(tiny_sentence_detector):
-    detector = tiny_sentence_detector
-    text = "Wake up!  They lie."
+def analysed_in_one_window(detector, text: str):
+    """(the detector's analysis of a text short enough for one window, that window's hidden states)."""
     analysis = detector._analyse([text])[0]
     input_ids, attention_mask = batch_windows([analysis.document.token_ids], detector.tokenizer)
     with torch.inference_mode():
-        hidden = detector.network.encode(input_ids, attention_mask)
+        return analysis, detector.network.encode(input_ids, attention_mask)
+
+
+def test_sentence_probability_in_one_window_is_the_sentence_heads_score(tiny_sentence_detector):
+    detector = tiny_sentence_detector
+    analysis, hidden = analysed_in_one_window(detector, "Wake up!  They lie.")
+    with torch.inference_mode():
         logits = detector.network.sentence_logits(hidden, torch.tensor([0, 0]), torch.tensor([[1, 3], [4, 6]]))
     expected = logits.sigmoid().numpy()
     np.testing.assert_allclose(analysis.p_sentence, np.repeat(expected, 3), atol=1e-6)
@@ -334,6 +339,49 @@ def test_a_sentence_head_survives_save_load_and_int8(tmp_path, tiny_sentence_det
     quantised = Detector.load(directory, device="cpu", quantize=True)
     difference = quantised._analyse([text])[0].p_sentence - again._analyse([text])[0].p_sentence
     assert np.abs(difference).max() < 0.1
+
+
+@pytest.fixture(scope="module")
+def tiny_tagger_detector(tmp_path_factory):
+    """The tiny detector with its per-token technique tagger kept."""
+    from persuasion import Detector
+
+    return Detector.load(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-tagger"), technique_tagger=True),
+                         device="cpu")
+
+
+def test_the_technique_tagger_scores_a_token_by_whether_any_technique_covers_it(tiny_tagger_detector):
+    detector = tiny_tagger_detector
+    analysis, hidden = analysed_in_one_window(detector, "They lie about everything, a shameful betrayal.")
+    with torch.inference_mode():
+        logits = detector.network.token_technique_logits(hidden)
+    # One window sees every token: p = 1 - prod over techniques of (1 - p(technique covers the token)).
+    expected = 1 - (1 - logits[0, 1: 1 + len(analysis.document.token_ids)].sigmoid()).prod(-1).numpy()
+    np.testing.assert_allclose(analysis.p_technique, expected, atol=1e-6)
+
+
+def test_the_technique_tagger_mix_moves_token_scores_and_decoding(tiny_tagger_detector, long_article):
+    detector = tiny_tagger_detector
+    analysis = detector._analyse([long_article[:3000]])[0]
+    np.testing.assert_allclose(analysis.token_scores(0.0, 0.25),
+                               0.75 * analysis.p_inside + 0.25 * analysis.p_technique)
+    assert analysis.token_scores(0.0, 0.0) is analysis.p_inside
+    original = detector.settings.technique_tag_mix, detector.settings.span_threshold
+    try:
+        detector.settings.span_threshold = float(np.median(analysis.p_technique))
+        detector.settings.technique_tag_mix = 0.0
+        alone = detector._decode_spans(analysis)
+        detector.settings.technique_tag_mix = 1.0
+        mixed = detector._decode_spans(analysis)
+        assert mixed and mixed != alone
+    finally:
+        detector.settings.technique_tag_mix, detector.settings.span_threshold = original
+
+
+def test_a_model_without_a_technique_tagger_ignores_the_mix(tiny_detector):
+    analysis = tiny_detector._analyse(["They lie. We know."])[0]
+    assert analysis.p_technique is None
+    assert analysis.token_scores(0.0, 0.5) is analysis.p_inside
 
 
 def test_a_span_grows_from_its_peak_down_to_the_extension_threshold(tiny_detector):

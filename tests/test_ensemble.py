@@ -101,6 +101,7 @@ def test_ensemble_command_tunes_on_the_members_validation_split_and_the_folder_s
     assert main(["ensemble", *map(str, members[:2]), "--data", str(data), "--output", str(output)]) == 0
     report = json.loads((output / "validation.json").read_text())
     assert report["validation_articles"] == VALIDATION_IDS and report["train_minutes"] == 3.5
+    assert report["tuned_on"].startswith("CPU")
     assert 0 <= report["validation"]["si"]["f1"] <= 1 and 0 <= report["validation"]["tc_micro_f1"] <= 1
     settings = json.loads((output / "persuasion.json").read_text())
     assert settings["ensemble_members"] == ["members/0", "members/1"]
@@ -162,3 +163,15 @@ def test_ensemble_measurement_scores_every_combination_on_validation_and_dev(tmp
     rows = json.loads(out.read_text())["rows"]
     assert [row["members"] for row in rows] == [["plain"], ["crf"], ["plain", "crf"]]
     assert all(0 <= row[split]["si_f1"] <= 1 for row in rows for split in ("validation", "dev"))
+
+
+def test_an_ensemble_decodes_its_averaged_span_tags_without_its_members_technique_taggers(tmp_path, members):
+    from persuasion import Detector
+    from persuasion.model.ensemble import build_ensemble
+
+    tagger = as_trained(build_tiny_checkpoint(tmp_path / "tagger", seed=5, technique_tagger=True), technique_tag_mix=0.5)
+    ensemble = Detector.load(build_ensemble([tagger, members[0]], tmp_path / "ensemble"), device="cpu")
+    assert not ensemble.settings.technique_tagger and ensemble.settings.technique_tag_mix == 0.0
+    text = make_article(120, seed=6)
+    assert ensemble._analyse([text])[0].p_technique is None
+    assert all(text[span.start:span.end] == span.text for span in ensemble.detect(text).spans)

@@ -1,6 +1,8 @@
 """The official SemEval-2020 Task 11 measures on cases small enough to compute by hand."""
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from persuasion.eval.metrics import expected_calibration_error, flc_scores, si_scores, tc_scores
 
@@ -94,3 +96,20 @@ def test_expected_calibration_error():
     assert expected_calibration_error([0.9, 0.9, 0.9, 0.9], [True, True, True, False]) == approx(0.15)
     assert expected_calibration_error([0.25, 0.75], [False, True]) == approx(0.25)
     assert expected_calibration_error([], []) == 0.0
+
+
+@given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=12),
+       st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=12))
+def test_si_credit_is_the_definition_summed_over_every_pair(predicted, gold):
+    from persuasion.corpus import merge_spans
+
+    system = merge_spans([(start, start + length) for start, length in predicted])
+    reference = merge_spans([(start, start + length) for start, length in gold])
+    # The definition: every (predicted, gold) pair, overlapping or not, in the order of the formula.
+    precision_credit = sum(max(0, min(s_end, t_end) - max(s_start, t_start)) / (s_end - s_start)
+                           for s_start, s_end in system for t_start, t_end in reference)
+    recall_credit = sum(max(0, min(s_end, t_end) - max(s_start, t_start)) / (t_end - t_start)
+                        for s_start, s_end in system for t_start, t_end in reference)
+    scores = si_scores({"a": system}, {"a": reference})
+    assert scores["precision"] == approx(precision_credit / len(system) if system else 0.0)
+    assert scores["recall"] == approx(recall_credit / len(reference) if reference else 0.0)

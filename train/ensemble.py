@@ -37,7 +37,7 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
     from persuasion.model.ensemble import build_ensemble
     from persuasion.model.network import save_settings
     from persuasion.train.export import held_out_articles, shared_held_out_ids, validation_report, write_validation_report
-    from persuasion.train.tune import tune_detector
+    from persuasion.train.tune import hardware, tune_detector
 
     validation_ids = shared_held_out_ids(members)
     articles = held_out_articles(data_dir, members[0])
@@ -48,7 +48,7 @@ def make_ensemble(members: list[Path], data_dir, output: Path, log=print) -> dic
                   # what the ensemble cost to train: its members one after another
                   "train_minutes": round(sum(validation_report(member)["train_minutes"] for member in members), 2),
                   "members": [str(member) for member in members],
-                  "validation_articles": validation_ids}
+                  "validation_articles": validation_ids, "tuned_on": hardware(detector)}
         save_settings(detector.settings, output)
         write_validation_report(output, report)
     except BaseException:

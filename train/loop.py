@@ -60,13 +60,13 @@ def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per example stays 1
 
 
-def make_training_network(network, technique_tagging: bool, span_weight: float = 1.0):
-    """The network plus its span-tagging loss and, when asked for, a per-token technique tagger used only as
-    a training signal.
+def make_training_network(network, span_weight: float = 1.0):
+    """The network plus its span-tagging loss.
 
-    Telling the encoder which technique covers each token (a single loaded word and a whole
-    doubtful sentence are both just "I" to the span tagger) is the multi-granularity signal of
-    the SemEval-2020 SI winner. The extra head is not saved: inference never reads it.
+    Where the network has a per-token technique tagger, its logits come out for a per-token
+    technique loss: telling the encoder which technique covers each token (a single loaded word
+    and a whole doubtful sentence are both just "I" to the span tagger) is the multi-granularity
+    signal of the SemEval-2020 SI winner.
     A softmax tagger weighs B/I tokens `span_weight` times an O token; a CRF tagger scores whole
     tag sequences, so it takes no per-token weight.
     """
@@ -76,17 +76,14 @@ def make_training_network(network, technique_tagging: bool, span_weight: float =
         def __init__(self):
             super().__init__()
             self.network = network
-            hidden = network.encoder.config.hidden_size
-            self.token_technique_head = (torch.nn.Linear(hidden, network.technique_head[-1].out_features)
-                                         if technique_tagging else None)
             self.token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, span_weight, span_weight]),
                                                         ignore_index=IGNORE)
 
         def forward(self, input_ids, attention_mask, tags, span_window, span_bounds, sentence_window, sentence_bounds):
             """(span tagging loss, technique logits per span, per-token technique logits, sentence logits)."""
             hidden = self.network.encode(input_ids, attention_mask)
-            token_technique_logits = (self.token_technique_head(self.network.dropout(hidden))
-                                      if self.token_technique_head is not None else None)
+            token_technique_logits = (self.network.token_technique_logits(hidden)
+                                      if self.network.token_technique_head is not None else None)
             sentence_logits = (self.network.sentence_logits(hidden, sentence_window, sentence_bounds)
                                if self.network.sentence_head is not None else None)
             return (self.tag_loss(hidden, tags), self.network.technique_logits(hidden, span_window, span_bounds),
@@ -253,7 +250,7 @@ def train(recipe: Recipe, log=None) -> Path:
     settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
                                 window_stride=recipe.inference_stride, base_model=recipe.base_model,
                                 sentence_head=recipe.sentence_loss_weight > 0, span_crf=recipe.span_crf,
-                                recipe=recipe.to_dict())
+                                technique_tagger=recipe.technique_tagging_weight > 0, recipe=recipe.to_dict())
     started = time.time()
     history: list[dict] = []
 
@@ -274,10 +271,11 @@ def train(recipe: Recipe, log=None) -> Path:
         """One fine-tune from the shared initial weights; returns (network, best score, best state)."""
         set_seed(recipe.seed)  # every member starts from the same weights, so their mean is a sound model
         network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout,
-                                                      sentence_head=settings.sentence_head, span_crf=settings.span_crf)
+                                                      sentence_head=settings.sentence_head, span_crf=settings.span_crf,
+                                                      technique_tagger=settings.technique_tagger)
         if recipe.freeze_word_embeddings:
             network.encoder.get_input_embeddings().weight.requires_grad_(False)
-        network = make_training_network(network, recipe.technique_tagging_weight > 0, recipe.span_weight)
+        network = make_training_network(network, recipe.span_weight)
         if member:  # member 0 keeps the single-model random stream, so one-member recipes train as before
             set_seed(recipe.seed + member)
 

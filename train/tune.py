@@ -7,6 +7,7 @@ choice; it rewrites the checkpoint's settings and validation report, never its w
 
 from __future__ import annotations
 
+import itertools
 import json
 from pathlib import Path
 
@@ -23,6 +24,7 @@ SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
 REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 SENTENCE_GATES = (0.0, 0.5, 1.0, 2.0)  # exponents of p(sentence holds a technique) in the token score
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
+TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tagger's p(inside) in the token score
 
 
 def hardware(detector) -> str:
@@ -42,8 +44,17 @@ def sentence_gates(detector) -> tuple[float, ...]:
     return SENTENCE_GATES if detector.settings.sentence_head else (0.0,)
 
 
+def technique_tag_mixes(detector) -> tuple[float, ...]:
+    """The mixes worth trying: all of them where the network kept its technique tagger, else only "off"."""
+    return TECHNIQUE_TAG_MIXES if detector.settings.technique_tagger else (0.0,)
+
+
 def validation_scores(detector, articles: list[Article]) -> dict:
-    """SI F1 at the best threshold and TC micro-F1 on gold spans: what training selects on."""
+    """SI F1 at the best threshold and TC micro-F1 on gold spans: what training selects on.
+
+    The technique tagger's mix is fitted once, by the tuning that ends training: five mixes would
+    multiply the decoding done at every epoch by five.
+    """
     analyses = detector._analyse([article.text for article in articles])
     best_threshold, si = best_span_threshold(detector, analyses, articles, gates=sentence_gates(detector),
                                              margins=SPAN_EXTENSION_MARGINS)
@@ -58,7 +69,8 @@ def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple
                         gates: tuple[float, ...] | None = None, margins: tuple[float, ...] | None = None
                         ) -> tuple[float, dict]:
     """The span threshold with the best validation SI F1, and, where given, the best span gap, sentence
-    gate and extension margin (each left as the settings have it where not given).
+    gate and extension margin (each left as the settings have it where not given), at the settings'
+    technique tagger mix.
 
     Sets the best gap, gate and margin on the detector's settings; returns (threshold, SI scores).
     """
@@ -70,26 +82,50 @@ def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple
     margins = margins if margins is not None else (settings.span_extension_margin,)
     best = {"threshold": original_threshold, "gap": settings.span_gap_tokens, "gate": settings.sentence_gate,
             "margin": settings.span_extension_margin, "si": {"f1": -1.0}}
-    for gate in gates:
-        settings.sentence_gate = float(gate)
-        for gap in gaps:
-            settings.span_gap_tokens = int(gap)
-            for extension in SPAN_THRESHOLDS:
-                # Runs down to the extension threshold, decoded once; each margin keeps those whose peak reaches it.
-                candidates = {a.article_id: detector._candidate_spans(analysis, float(extension))
-                              for a, analysis in zip(articles, analyses)}
-                for margin in margins:
-                    threshold = round(float(extension) + margin, 3)
-                    predicted = {article_id: [(s, e) for s, e, _, peak in spans if peak >= threshold]
-                                 for article_id, spans in candidates.items()}
-                    scores = si_scores(predicted, gold)
-                    if scores["f1"] > best["si"]["f1"]:
-                        best = {"threshold": threshold, "gap": int(gap), "gate": float(gate), "margin": float(margin),
-                                "si": scores}
+    for gate, gap in itertools.product(gates, gaps):
+        settings.sentence_gate, settings.span_gap_tokens = float(gate), int(gap)
+        for extension in SPAN_THRESHOLDS:
+            # Runs down to the extension threshold, decoded once; each margin keeps those whose peak reaches it.
+            candidates = {a.article_id: detector._candidate_spans(analysis, float(extension))
+                          for a, analysis in zip(articles, analyses)}
+            for margin in margins:
+                threshold = round(float(extension) + margin, 3)
+                predicted = {article_id: [(s, e) for s, e, _, peak in spans if peak >= threshold]
+                             for article_id, spans in candidates.items()}
+                scores = si_scores(predicted, gold)
+                if scores["f1"] > best["si"]["f1"]:
+                    best = {"threshold": threshold, "gap": int(gap), "gate": float(gate), "margin": float(margin),
+                            "si": scores}
     settings.span_threshold = original_threshold
     settings.span_gap_tokens, settings.sentence_gate = best["gap"], best["gate"]
     settings.span_extension_margin = best["margin"]
     return best["threshold"], best["si"]
+
+
+DECODING_FIELDS = ("span_gap_tokens", "sentence_gate", "span_extension_margin", "technique_tag_mix")
+
+
+def best_span_decoding(detector, analyses, articles: list[Article]) -> tuple[float, dict, dict[float, float]]:
+    """The full search of span decoding on validation: threshold, gap, sentence gate, extension margin and
+    technique tagger mix. Sets them on the detector's settings (the threshold too).
+
+    Returns (threshold, SI scores, the best validation SI F1 at each technique tagger mix), the last to
+    show what the mix is worth.
+    """
+    settings = detector.settings
+    best, by_mix = None, {}
+    for mix in technique_tag_mixes(detector):
+        settings.technique_tag_mix = mix
+        threshold, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS, sentence_gates(detector),
+                                            SPAN_EXTENSION_MARGINS)
+        by_mix[mix] = si["f1"]
+        if best is None or si["f1"] > best[1]["f1"]:  # ties keep the smaller mix
+            best = (threshold, si, {name: getattr(settings, name) for name in DECODING_FIELDS})
+    threshold, si, choices = best
+    for name, value in choices.items():
+        setattr(settings, name, value)
+    settings.span_threshold = threshold
+    return threshold, si, by_mix
 
 
 def classify_gold_spans(detector, analyses, articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
@@ -124,8 +160,7 @@ def choose_window_stride(detector, articles: list[Article], log=print) -> list:
     for stride in sorted({settings.window_stride, max(1, settings.window_stride * 2 // 3)}, reverse=True):
         settings.window_stride = stride
         analyses = analyses_by_stride[stride] = detector._analyse([article.text for article in articles])
-        _, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS, sentence_gates(detector),
-                                    SPAN_EXTENSION_MARGINS)
+        _, si, _ = best_span_decoding(detector, analyses, articles)
         tc = tc_scores(classify_gold_spans(detector, analyses, articles), technique_gold(articles))
         scores[stride] = si["f1"] + tc["micro_f1"]
     # Ties go to the sparser (faster) stride.
@@ -177,10 +212,10 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     log(f"repetition boost {settings.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
 
     analyses = detector._analyse(texts)  # again, under the fitted span temperature
-    settings.span_threshold, si = best_span_threshold(detector, analyses, articles, SPAN_GAPS, sentence_gates(detector),
-                                                      SPAN_EXTENSION_MARGINS)
+    _, si, si_by_mix = best_span_decoding(detector, analyses, articles)
     log(f"span threshold {settings.span_threshold}, extension margin {settings.span_extension_margin}, "
-        f"gap {settings.span_gap_tokens} tokens, sentence gate {settings.sentence_gate}: validation SI {si}")
+        f"gap {settings.span_gap_tokens} tokens, sentence gate {settings.sentence_gate}, "
+        f"technique tagger mix {settings.technique_tag_mix} (validation SI F1 by mix {si_by_mix}): validation SI {si}")
 
     flc_by_rule = {}
     for rule in (False, True):
@@ -195,6 +230,7 @@ def tune_detector(detector, articles: list[Article], log=print) -> dict:
     return {"si": si, "tc_micro_f1": tc["micro_f1"], "window_stride": settings.window_stride, "tc_macro_f1": tc["macro_f1"],
             "flc_f1": max(flc_by_rule.values()), "span_threshold": settings.span_threshold,
             "span_extension_margin": settings.span_extension_margin, "sentence_gate": settings.sentence_gate,
+            "technique_tag_mix": settings.technique_tag_mix, "si_f1_by_technique_tag_mix": si_by_mix,
             "span_temperature": settings.span_temperature, "technique_temperature": settings.technique_temperature,
             "repetition_rule": settings.repetition_rule, "repetition_boost": settings.repetition_boost}
 

@@ -57,6 +57,11 @@ def _overlap_credit(predicted: list[tuple[int, int]], gold: list[tuple[int, int]
     return precision_credit, recall_credit
 
 
+def _article_ids(predicted: Mapping, gold: Mapping) -> list[str]:
+    """Every article either side names, in one fixed order, so pooled sums repeat to the last bit."""
+    return sorted(set(predicted) | set(gold))
+
+
 def _nonempty(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
     return [(start, end) for start, end in spans if end > start]
 
@@ -65,7 +70,7 @@ def si_scores(predicted: Spans, gold: Spans) -> dict:
     """Span identification: technique-blind partial-overlap P/R/F1."""
     precision_credit = recall_credit = 0.0
     predicted_count = gold_count = 0
-    for article_id in set(predicted) | set(gold):
+    for article_id in _article_ids(predicted, gold):
         system = merge_spans(_nonempty(predicted.get(article_id, ())))
         reference = merge_spans(_nonempty(gold.get(article_id, ())))
         p, r = _overlap_credit(system, reference)
@@ -81,7 +86,7 @@ def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequen
     precision_credit = recall_credit = 0.0
     predicted_count = gold_count = 0
     per_technique: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0, 0])
-    for article_id in set(predicted) | set(gold):
+    for article_id in _article_ids(predicted, gold):
         by_technique_system = defaultdict(list)
         by_technique_gold = defaultdict(list)
         for start, end, technique in predicted.get(article_id, ()):
@@ -118,7 +123,7 @@ def tc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequenc
     predicted_total: Counter = Counter()
     gold_total: Counter = Counter()
     confusion: Counter = Counter()
-    for article_id in set(predicted) | set(gold):
+    for article_id in _article_ids(predicted, gold):
         system_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
         gold_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
         for start, end, technique in predicted.get(article_id, ()):

@@ -144,8 +144,8 @@ def technique_tagging_note(recipe: dict, settings: dict) -> str:
     if not settings.get("technique_tagger", False):
         return note + " It is used in training only and dropped from the checkpoint.\n"
     mix = settings.get("technique_tag_mix", 0.0)
-    use = (f"a token's score is {1 - mix:g} p(inside) + {mix:g} p(some technique covers it), the mix fitted on\n"
-           f"  validation: a second opinion on where spans are, from a head trained on another view of the same gold."
+    use = (f"a token's score\n  is {1 - mix:g} p(inside) + {mix:g} p(some technique covers it), the mix fitted on validation: a second\n"
+           f"  opinion on where spans are, from a head trained on another view of the same gold."
            if mix else "validation tuning found that mixing its p(some technique covers the token) into the\n"
                        "  token scores did not pay, so it is unused.")
     return note + f" It is kept in the checkpoint; at inference {use}\n"
@@ -160,13 +160,27 @@ def span_head_note(recipe: dict) -> str:
 
 def span_decoding_note(settings: dict) -> str:
     threshold, margin = settings["span_threshold"], settings.get("span_extension_margin", 0.0)
+    score = "score (below)" if settings.get("technique_tag_mix", 0.0) else "p(inside)"
     if not margin:
-        return (f"decoding takes runs of tokens whose p(inside) passes a threshold tuned on validation\n"
+        return (f"decoding takes runs of tokens whose {score} passes a threshold tuned on validation\n"
                 f"  ({threshold}), splits a run where p(begin) dominates, and grows spans to whole words.")
-    return (f"decoding takes runs of tokens whose p(inside) passes {threshold - margin:.3g} and keeps those\n"
+    return (f"decoding takes runs of tokens whose {score} passes {threshold - margin:.3g} and keeps those\n"
             f"  that reach {threshold} somewhere (hysteresis: the tagger is surest inside a fragment, so a span\n"
             f"  grows from its peak over weaker neighbours; both thresholds tuned on validation), splits a run\n"
             f"  where p(begin) dominates, and grows spans to whole words.")
+
+
+def budget_note(recipe: dict, history: list[dict]) -> str:
+    """Why a run whose time budget differs from the config's still trained what the config trains (else nothing)."""
+    from persuasion.train.recipe import Recipe
+
+    budget = Recipe.from_yaml(ROOT / "configs" / "minilm-cpu.yaml").max_minutes
+    if recipe["max_minutes"] == budget:
+        return ""
+    epochs = max(entry["epoch"] for entry in history)
+    return (f",\nwith the config's {budget:g}-minute budget lifted (`--set max_minutes={recipe['max_minutes']:g}`) because the host "
+            f"trained slower that day than\nwhen the same recipe and seed first trained (\"the previous shipped model\" "
+            f"below). A budget only\nstops training early; this run trained {epochs} of {recipe['epochs']} epochs")
 
 
 def sentence_head_note(recipe: dict, settings: dict) -> str:
@@ -408,22 +422,30 @@ def ensemble_section() -> str:
     best_member = max((alone[name] for name in best["members"]), key=selection)
     members = " ".join(f"--member {name}" if checkpoint == "shipped" else f'--member "{name}={checkpoint}"'
                        for name, checkpoint in ensembles["members"].items())
+    tuned = load(SHIPPED / "validation.json")["validation"]
+    shipped_now = tuned["si"]["f1"] + tuned["tc_micro_f1"]
+    # Rows measured with an earlier shipped model say so, rather than pass for the model shipped now.
+    stale = "shipped" in alone and abs(selection(alone["shipped"]) - shipped_now) > 1e-9
+    names = {"shipped": "previous shipped"} if stale else {}
+
+    def named(row: dict) -> str:
+        return " + ".join(names.get(member, member) for member in row["members"])
+
     table = ["| members | training minutes | validation SI F1 | validation TC micro-F1 | SI + TC | dev SI F1 | "
              "dev TC micro-F1 | dev FLC F1 |", "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |"]
-    table += [f"| {' + '.join(row['members'])} | {row['train_minutes']:.2f} | {row['validation']['si_f1']:.3f} | "
+    table += [f"| {named(row)} | {row['train_minutes']:.2f} | {row['validation']['si_f1']:.3f} | "
               f"{row['validation']['tc_micro_f1']:.3f} | {selection(row):.3f} | {row['dev']['si_f1']:.3f} | "
               f"{row['dev']['tc_micro_f1']:.3f} | {row['dev']['flc_f1']:.3f} |" for row in rows]
     table = "\n".join(table)
-    shipped = alone.get("shipped")
-    if shipped is None:
-        verdict = "The shipped model was not among the members."
-    elif selection(best) > selection(shipped):
-        verdict = (f"It beats the shipped model alone on validation ({selection(best):.3f} against {selection(shipped):.3f}), "
+    previous = ("\n\"previous shipped\" is the model shipped when these rows were measured; the model shipped now\n"
+                f"scores {shipped_now:.3f} on validation SI F1 + TC micro-F1.") if stale else ""
+    if selection(best) > shipped_now:
+        verdict = (f"It beats the shipped model alone on validation ({selection(best):.3f} against {shipped_now:.3f}), "
                    "but the shipped model stays one network: its recipe must train within an hour on a 2-core CPU, "
                    "which fits one member, not several.")
     else:
         verdict = (f"No combination beats the shipped model alone on validation SI F1 + TC micro-F1 "
-                   f"({selection(best):.3f} at best against {selection(shipped):.3f}), so the shipped model stays one network.")
+                   f"({selection(best):.3f} at best against {shipped_now:.3f}), so the shipped model stays one network.")
     gain = {split: {key: best[split][key] - best_member[split][key] for key in ("si_f1", "tc_micro_f1")}
             for split in ("validation", "dev")}
     return f"""
@@ -437,9 +459,9 @@ of trained rows above that way (a member alone as its run tuned it) and scores i
 ensemble are its members' added up.
 
 {table}
-
-The best combination on validation, {' + '.join(best['members'])}, changes SI F1 by {gain['validation']['si_f1']:+.3f} and
-TC micro-F1 by {gain['validation']['tc_micro_f1']:+.3f} on validation against the best of its members alone ({best_member['members'][0]}),
+{previous}
+The best combination on validation, {named(best)}, changes SI F1 by {gain['validation']['si_f1']:+.3f} and
+TC micro-F1 by {gain['validation']['tc_micro_f1']:+.3f} on validation against the best of its members alone ({named(best_member)}),
 and by {gain['dev']['si_f1']:+.3f} / {gain['dev']['tc_micro_f1']:+.3f} on dev, at one forward pass per member. {verdict}
 """
 
@@ -454,12 +476,14 @@ def decoding_caveat(variants: list[dict]) -> str:
 
 
 def learned_choices(recipe: dict) -> dict:
-    """A recipe's training choices but its seed: what makes two runs the same recipe. Recipes written
-    before a key existed take its default."""
+    """A recipe's training choices but its seed and time budget: what makes two runs the same recipe.
+    Recipes written before a key existed take its default. A budget decides only where a run stops,
+    which its history shows, not what a step learns."""
     from persuasion.train.recipe import Recipe
 
     choices = Recipe.from_dict(recipe).training_choices()
     choices.pop("seed")
+    choices.pop("max_minutes")
     return choices
 
 
@@ -605,7 +629,7 @@ Every output is a suggestion to be read by a person, in context.
 ## Training recipe
 
 `persuasion train --config configs/minilm-cpu.yaml --data ../shared/data/ptc-semeval2020` on a 2-core
-CPU; this checkpoint trained for {validation['train_minutes']} minutes, validation and tuning included.
+CPU; this checkpoint trained for {validation['train_minutes']} minutes, validation and tuning included{budget_note(recipe, validation['history'])}.
 
 - Packed windows of {recipe['window_tokens']} tokens; at inference windows start every
   {settings['window_stride']} tokens and are averaged where they overlap (the stride is chosen on validation

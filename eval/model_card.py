@@ -18,7 +18,7 @@ import sys
 from pathlib import Path
 
 from persuasion.eval.benchmark import headline
-from persuasion.train.export import MIN_GAIN
+from persuasion.train.export import MIN_GAIN, validation_selection
 
 ROOT = Path(__file__).resolve().parent.parent
 SHIPPED = ROOT / "model" / "shipped"
@@ -370,7 +370,7 @@ def shipped_seed_verdict(best: dict, shipped: dict) -> str:
     recipe = load(SHIPPED / "persuasion.json")["recipe"]
     if shipped.get("trained_on") == best["trained_on"] and recipe["seed"] == best["changes"]["seed"]:
         return "The best seed on validation is the shipped model; dev decided nothing."
-    shipped_selection = shipped["validation"]["si"]["f1"] + shipped["validation"]["tc_micro_f1"]
+    shipped_selection = validation_selection(shipped)
     if shipped_selection >= best["selection"]:
         return (f"The shipped model (seed {recipe['seed']}, trained on {shipped.get('trained_on', 'the 2-core CPU')}) scores "
                 f"{shipped_selection:.3f} on validation, at least as much as the best GPU seed.")
@@ -422,8 +422,7 @@ def ensemble_section() -> str:
     best_member = max((alone[name] for name in best["members"]), key=selection)
     members = " ".join(f"--member {name}" if checkpoint == "shipped" else f'--member "{name}={checkpoint}"'
                        for name, checkpoint in ensembles["members"].items())
-    tuned = load(SHIPPED / "validation.json")["validation"]
-    shipped_now = tuned["si"]["f1"] + tuned["tc_micro_f1"]
+    shipped_now = validation_selection(load(SHIPPED / "validation.json"))
     # Rows measured with an earlier shipped model say so, rather than pass for the model shipped now.
     stale = "shipped" in alone and abs(selection(alone["shipped"]) - shipped_now) > 1e-9
     names = {"shipped": "previous shipped"} if stale else {}

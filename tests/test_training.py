@@ -24,7 +24,8 @@ def test_every_config_loads_into_the_recipe():
 
 
 def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model():
-    shipped = json.loads((Path(__file__).resolve().parents[1] / "model" / "shipped" / "persuasion.json").read_text())
+    shipped_dir = Path(__file__).resolve().parents[1] / "model" / "shipped"
+    shipped = json.loads((shipped_dir / "persuasion.json").read_text())
     config = Recipe.from_yaml(CONFIGS / "minilm-cpu.yaml")
     # Keys added after the model was trained take their defaults, which leave training as it was.
     trained = Recipe.from_dict(shipped["recipe"]).training_choices()
@@ -35,8 +36,8 @@ def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model():
     if trained["max_minutes"] != config.max_minutes:
         # A run may lift the time budget on a slow host. The budget shapes the weights only where it stops
         # training early, so then the shipped run must have trained every epoch.
-        history = json.loads((Path(__file__).resolve().parents[1] / "model" / "shipped" / "validation.json").read_text())
-        assert max(entry["epoch"] for entry in history["history"]) == config.epochs
+        history = json.loads((shipped_dir / "validation.json").read_text())["history"]
+        assert max(entry["epoch"] for entry in history) == config.epochs
     assert {**config.training_choices(), "seed": trained["seed"], "max_minutes": trained["max_minutes"]} == trained
 
 

@@ -25,6 +25,8 @@ REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 SENTENCE_GATES = (0.0, 0.5, 1.0, 2.0)  # exponents of p(sentence holds a technique) in the token score
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
 TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tagger's p(inside) in the token score
+# The span decoding settings the search fits besides the threshold.
+DECODING_FIELDS = ("span_gap_tokens", "sentence_gate", "span_extension_margin", "technique_tag_mix")
 
 
 def hardware(detector) -> str:
@@ -100,9 +102,6 @@ def best_span_threshold(detector, analyses, articles: list[Article], gaps: tuple
     settings.span_gap_tokens, settings.sentence_gate = best["gap"], best["gate"]
     settings.span_extension_margin = best["margin"]
     return best["threshold"], best["si"]
-
-
-DECODING_FIELDS = ("span_gap_tokens", "sentence_gate", "span_extension_margin", "technique_tag_mix")
 
 
 def best_span_decoding(detector, analyses, articles: list[Article]) -> tuple[float, dict, dict[float, float]]:

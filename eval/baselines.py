@@ -14,11 +14,12 @@ from pathlib import Path
 
 import numpy as np
 
-from persuasion.corpus import Article, read_ptc_articles
+from persuasion.corpus import Article, read_ptc_articles, split_by_article
 from persuasion.eval.metrics import si_scores
-from persuasion.eval.systems import Predictions, rank_for_occurrences
+from persuasion.eval.systems import Predictions
+from persuasion.model.decoding import rank_for_occurrences
 
-SEED = 13
+VALIDATION_FRACTION, SPLIT_SEED = 0.1, 13  # as the training recipes hold out
 
 
 class MajorityBaseline:
@@ -82,11 +83,8 @@ class TfidfBaseline:
         from sklearn.pipeline import make_pipeline
 
         articles = read_ptc_articles(data_dir, split)
-        order = sorted(articles, key=lambda a: a.article_id)
-        np.random.default_rng(SEED).shuffle(order)
-        held_out = {a.article_id for a in order[: max(1, len(order) // 10)]}
-        fitting = [a for a in articles if a.article_id not in held_out]
-        validation = [a for a in articles if a.article_id in held_out]
+        # The detectors' validation split, so the line threshold is chosen on the same articles.
+        fitting, validation = split_by_article(articles, VALIDATION_FRACTION, SPLIT_SEED)
 
         technique_model = make_pipeline(TfidfVectorizer(ngram_range=(1, 2), min_df=2, sublinear_tf=True),
                                         LogisticRegression(max_iter=2000, C=5.0))

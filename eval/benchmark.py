@@ -25,8 +25,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--data", required=True, help="PTC folder holding NAME-articles/ (and gold, if any)")
     parser.add_argument("--split", default="dev", help="split name, e.g. dev (default), train, test")
     parser.add_argument("--out", required=True, help="folder for prediction files, metrics.json and plots")
-    parser.add_argument("--system", default="shipped",
-                        help="'shipped' (default), 'majority', 'tfidf', or a checkpoint folder")
+    parser.add_argument("--system", default="default",
+                        help="a shipped model ('default', the most accurate, or 'fast'), 'majority', 'tfidf', "
+                             "or a checkpoint folder")
     parser.add_argument("--train-split", default="train", help="split the baselines are trained on")
     parser.add_argument("--quantize", action="store_true", help="run the checkpoint with dynamic int8 weights (CPU)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -43,7 +44,7 @@ def run(args) -> int:
     return 0
 
 
-def run_benchmark(data_dir, split: str, out_dir, system_name: str = "shipped", train_split: str = "train",
+def run_benchmark(data_dir, split: str, out_dir, system_name: str = "default", train_split: str = "train",
                   progress: bool = True, quantize: bool = False) -> dict | None:
     from tqdm import tqdm
 

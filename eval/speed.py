@@ -47,7 +47,8 @@ class Measurement:
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--data", required=True, type=Path, help="PTC folder holding <split>-articles/")
     parser.add_argument("--split", default="dev", help="which <split>-articles/ folder to read (default: dev)")
-    parser.add_argument("--model", type=Path, default=None, help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--model", default=None,
+                        help="a shipped model (default, fast) or a checkpoint directory (default: the default model)")
     parser.add_argument("--limit", type=int, default=0, help="time only the first N articles (default: all)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass, for every system")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
@@ -60,7 +61,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from persuasion.model.detector import SHIPPED_DIR, Detector
+    from persuasion.model.checkpoint import resolve
+    from persuasion.model.detector import Detector
     from persuasion.model.windows import tokenize_document
 
     if args.limit < 0 or args.batch_size < 1 or args.long_words < 0:
@@ -70,7 +72,7 @@ def run(args: argparse.Namespace) -> int:
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
     if args.quantize and device != "cpu":
         raise PersuasionError("--quantize times the int8 model on the CPU; add --device cpu")
-    checkpoint = args.model or SHIPPED_DIR
+    checkpoint = resolve(args.model)
 
     articles = read_ptc_articles(args.data, args.split)
     texts = [article.text for article in articles if article.text.strip()][: args.limit or None]
@@ -91,15 +93,9 @@ def run(args: argparse.Namespace) -> int:
         long_row = measure(f"detector, one {args.long_words:,}-word document", detect, [long_text], long_tokens)
     rows = [measure("detector (full pipeline)", detect, texts, tokens)]
 
-    reference_checkpoint, reference_name = checkpoint, "transformers pipeline (reference)"
-    if detector.settings.ensemble_members:  # the reference is what one network costs: the first member's
-        reference_checkpoint = checkpoint / detector.settings.ensemble_members[0]
-        reference_name = "transformers pipeline (reference, first member)"
-        del detector
-        detector = Detector.load(reference_checkpoint, device=device)
-    reference = reference_runner(build_reference(reference_checkpoint, detector, device), args.batch_size)
+    reference = reference_runner(build_reference(checkpoint, detector, device), args.batch_size)
     reference(texts[:1])
-    reference_row = measure(reference_name, reference, texts, tokens)
+    reference_row = measure("transformers pipeline (reference)", reference, texts, tokens)
     del reference, detector, detect
 
     if args.quantize:

@@ -36,75 +36,62 @@ class System(Protocol):
         """Answer SI, TC and FLC for `articles`; call progress(n) as n more articles are done."""
 
 
-def rank_for_occurrences(spans: Iterable[tuple[int, int]], ranked_by_fragment: dict) -> list[tuple[str, float]]:
-    """One (technique, confidence) per span occurrence: the k-th listing of a fragment gets its k-th best.
-
-    The gold lists a fragment once per technique it uses, so repeating the top technique
-    for every listing could never score more than one of them.
-    """
-    seen: dict[tuple[int, int], int] = {}
-    answers = []
-    for fragment in spans:
-        rank = seen.get(fragment, 0)
-        seen[fragment] = rank + 1
-        ranked = ranked_by_fragment[fragment]
-        answers.append(ranked[min(rank, len(ranked) - 1)])
-    return answers
-
-
-def detector_tc_answers(detector, analysis, occurrences: list[tuple[int, int]]) -> list[tuple[str, float]]:
-    """The detector's (technique, probability) for each span occurrence of one analysed article."""
-    fragments = sorted(set(occurrences))
-    rows = detector._technique_probabilities(analysis, fragments) if fragments else []
-    ranked = {fragment: detector._ranked(row) for fragment, row in zip(fragments, rows)}
-    return rank_for_occurrences(occurrences, ranked)
-
-
 class DetectorSystem:
-    """A persuasion checkpoint: one forward pass per article serves all three tasks."""
+    """A persuasion checkpoint: one scoring per article serves all three tasks."""
 
-    def __init__(self, checkpoint: str | Path | None, batch_articles: int = 4, quantize: bool = False):
-        from persuasion.model.detector import SHIPPED_DIR, Detector
+    def __init__(self, model: str | Path | None, batch_articles: int = 4, quantize: bool = False):
+        from persuasion.model.checkpoint import SETTINGS_FILE, resolve
+        from persuasion.model.detector import Detector
 
-        directory = Path(checkpoint) if checkpoint is not None else SHIPPED_DIR
-        if not (directory / "persuasion.json").is_file():
-            raise PersuasionError(f"{directory}: not a persuasion checkpoint (no persuasion.json); "
-                                  f"give --system a checkpoint directory, 'shipped' or one of {', '.join(BASELINES)}")
+        directory = resolve(model)
+        if not (directory / SETTINGS_FILE).is_file():
+            raise PersuasionError(f"{directory}: not a persuasion checkpoint (no {SETTINGS_FILE}); give --system a "
+                                  f"checkpoint directory, a shipped model name or one of {', '.join(BASELINES)}")
         self.detector = Detector.load(directory, device="cpu" if quantize else None, quantize=quantize)
-        self.name = ("shipped" if checkpoint is None else str(checkpoint)) + (" (int8)" if quantize else "")
-        self.batch_articles = batch_articles  # hidden states of a batch are kept for span classification
+        self.name = str(model or "default") + (" (int8)" if quantize else "")
+        self.batch_articles = batch_articles  # the windows' hidden states of a batch are kept for span classification
 
     def predict(self, articles: list[Article], progress: Callable[[int], None]) -> Predictions:
-        detector = self.detector
-        predictions = Predictions(tc_confidence=[], sentence_scores={})
-        for first in range(0, len(articles), self.batch_articles):
-            batch = articles[first: first + self.batch_articles]
-            for article, analysis in zip(batch, detector._analyse([a.text for a in batch])):
-                result = detector._result(analysis)
-                article_id = article.article_id
-                predictions.flc[article_id] = [(s.start, s.end, s.technique) for s in result.spans]
-                predictions.si[article_id] = sorted({(s.start, s.end) for s in result.spans})
-                predictions.sentence_scores[article_id] = [(s.start, s.end, s.score) for s in result.sentences]
-                occurrences = [(span.start, span.end) for span in article.spans]
-                answers = detector_tc_answers(detector, analysis, occurrences)
-                predictions.tc[article_id] = [(s, e, technique) for (s, e), (technique, _) in zip(occurrences, answers)]
-                predictions.tc_confidence.extend(confidence for _, confidence in answers)
-            progress(len(batch))
-        return predictions
+        return predict_with(self.detector, self.detector.decoding, articles, progress, self.batch_articles)
+
+
+def predict_with(detector, decoding, articles: list[Article], progress: Callable[[int], None] = lambda done: None,
+                 batch_articles: int = 4) -> Predictions:
+    """SI, TC and FLC answers of a detector under a decoding."""
+    from persuasion.model.decoding import classify_occurrences, decode
+
+    predictions = Predictions(tc_confidence=[], sentence_scores={})
+    for first in range(0, len(articles), batch_articles):
+        batch = articles[first: first + batch_articles]
+        for article, scores in zip(batch, detector.score([a.text for a in batch])):
+            result = decode(scores, decoding)
+            article_id = article.article_id
+            predictions.flc[article_id] = [(s.start, s.end, s.technique) for s in result.spans]
+            predictions.si[article_id] = sorted({(s.start, s.end) for s in result.spans})
+            predictions.sentence_scores[article_id] = [(s.start, s.end, s.score) for s in result.sentences]
+            occurrences = [(span.start, span.end) for span in article.spans]
+            answers = classify_occurrences(scores, occurrences, decoding)
+            predictions.tc[article_id] = [(s, e, technique) for (s, e), (technique, _) in zip(occurrences, answers)]
+            predictions.tc_confidence.extend(confidence for _, confidence in answers)
+        progress(len(batch))
+    return predictions
 
 
 def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", quantize: bool = False) -> System:
-    """`shipped` (or None), a baseline name, or a checkpoint directory (optionally int8-quantised)."""
+    """A shipped model's name (None: the default), a baseline name, or a checkpoint directory (optionally int8)."""
+    from persuasion.model.checkpoint import SHIPPED_NAMES
+
     from persuasion.eval import baselines
 
     if quantize and name in BASELINES:
         raise PersuasionError(f"--quantize applies to checkpoints, not to the {name} baseline")
-    if name in (None, "shipped"):
-        return DetectorSystem(None, quantize=quantize)
+    if name is None or name in SHIPPED_NAMES:
+        return DetectorSystem(name, quantize=quantize)
     if name == "majority":
         return baselines.MajorityBaseline.fit(data_dir, train_split)
     if name == "tfidf":
         return baselines.TfidfBaseline.fit(data_dir, train_split)
     if not Path(name).is_dir():
-        raise PersuasionError(f"--system {name!r}: not 'shipped', {' or '.join(BASELINES)}, or a checkpoint folder")
+        raise PersuasionError(f"--system {name!r}: not {', '.join(SHIPPED_NAMES)}, {' or '.join(BASELINES)}, "
+                              "or a checkpoint folder")
     return DetectorSystem(name, quantize=quantize)

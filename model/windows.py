@@ -58,13 +58,44 @@ def plan_windows(num_tokens: int, content_tokens: int, stride: int, first_start:
     return windows
 
 
-def batch_windows(token_ids_per_window: list[list[int]], tokenizer) -> tuple[torch.Tensor, torch.Tensor]:
-    """[CLS] window [SEP], right-padded: (input_ids, attention_mask)."""
-    width = max(len(ids) for ids in token_ids_per_window) + 2
-    input_ids = torch.full((len(token_ids_per_window), width), tokenizer.pad_token_id, dtype=torch.long)
+@dataclass(frozen=True)
+class WindowFraming:
+    """How the tokenizer frames one sequence ([CLS] … [SEP] for BERT, <s> … </s> for MPNet) and pads it."""
+
+    prefix: tuple[int, ...]
+    suffix: tuple[int, ...]
+    pad_id: int
+
+    @classmethod
+    def of(cls, tokenizer) -> "WindowFraming":
+        sample = "a b"
+        framed = tokenizer(sample, add_special_tokens=True)["input_ids"]
+        content = tokenizer(sample, add_special_tokens=False)["input_ids"]
+        starts = [i for i in range(len(framed) - len(content) + 1) if framed[i: i + len(content)] == content]
+        if not starts or starts[0] == 0 or tokenizer.pad_token_id is None:
+            # The technique head reads the first framing token as the window's summary.
+            raise ValueError(f"{type(tokenizer).__name__}: windows need a tokenizer that adds a leading special "
+                             "token and has a padding token")
+        start = starts[0]
+        return cls(tuple(framed[:start]), tuple(framed[start + len(content):]), tokenizer.pad_token_id)
+
+    @property
+    def offset(self) -> int:
+        """Position of a window's first content token."""
+        return len(self.prefix)
+
+    @property
+    def extra_tokens(self) -> int:
+        return len(self.prefix) + len(self.suffix)
+
+
+def batch_windows(token_ids_per_window: list[list[int]], framing: WindowFraming) -> tuple[torch.Tensor, torch.Tensor]:
+    """Each window framed as the tokenizer frames one sequence, right-padded: (input_ids, attention_mask)."""
+    width = max(len(ids) for ids in token_ids_per_window) + framing.extra_tokens
+    input_ids = torch.full((len(token_ids_per_window), width), framing.pad_id, dtype=torch.long)
     attention_mask = torch.zeros_like(input_ids)
     for row, ids in enumerate(token_ids_per_window):
-        full = [tokenizer.cls_token_id, *ids, tokenizer.sep_token_id]
+        full = [*framing.prefix, *ids, *framing.suffix]
         input_ids[row, : len(full)] = torch.tensor(full, dtype=torch.long)
         attention_mask[row, : len(full)] = 1
     return input_ids, attention_mask
@@ -80,29 +111,3 @@ def sentence_bounds(text: str) -> list[tuple[int, int]]:
     if text[position:].strip():
         bounds.append((position, len(text)))
     return bounds
-
-
-def token_sentences(document: TokenizedDocument, bounds: list[tuple[int, int]]) -> list[int]:
-    """For each token, the index in `bounds` of the sentence that holds its first character (-1: none)."""
-    starts = [start for start, _ in bounds]
-    sentences = []
-    for token_start in document.starts:
-        index = bisect.bisect_right(starts, token_start) - 1
-        sentences.append(index if index >= 0 and token_start < bounds[index][1] else -1)
-    return sentences
-
-
-def sentence_pieces(sentences: list[int]) -> list[tuple[int, int, int]]:
-    """(sentence, first token, last token inclusive) for each run of tokens of one sentence, in order.
-
-    Given the tokens of a window, a sentence cut by the window's border yields the piece the window sees.
-    """
-    pieces = []
-    for token, sentence in enumerate(sentences):
-        if sentence < 0:
-            continue
-        if pieces and pieces[-1][0] == sentence and pieces[-1][2] == token - 1:
-            pieces[-1] = (sentence, pieces[-1][1], token)
-        else:
-            pieces.append((sentence, token, token))
-    return pieces

@@ -15,8 +15,7 @@ COMMANDS = {
     "train": ("persuasion.train.loop", "train a detector from a YAML recipe"),
     "tune": ("persuasion.train.tune", "tune a trained checkpoint's decoding again on its validation split"),
     "sweep": ("persuasion.train.sweep", "train variants of one recipe side by side and rank them on validation"),
-    "ensemble": ("persuasion.train.ensemble", "average several trained checkpoints into one detector, tuned on validation"),
-    "export": ("persuasion.train.export", "make a trained checkpoint the shipped model and record its dev metrics"),
+    "export": ("persuasion.train.export", "make a trained checkpoint a shipped model and record its dev metrics"),
     "speed": ("persuasion.eval.speed", "measure inference tokens/s against a plain transformers pipeline"),
     "serve": ("persuasion.web", "serve a local web page and JSON API"),
 }

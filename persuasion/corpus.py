@@ -221,3 +221,19 @@ def merge_spans(spans) -> list[tuple[int, int]]:
         else:
             merged.append([start, end])
     return [(start, end) for start, end in merged]
+
+
+def split_by_article(articles: list[Article], fraction: float, seed: int) -> tuple[list[Article], list[Article]]:
+    """Seeded split of whole articles: (train, validation), each in the input order.
+
+    The one split every command uses: training holds out the validation articles, tuning and
+    the baselines fit on them, and a checkpoint lists their ids so others compare on the same ones.
+    """
+    import random
+
+    order = sorted(articles, key=lambda article: article.article_id)
+    random.Random(seed).shuffle(order)
+    size = max(1, round(len(order) * fraction)) if fraction > 0 else 0
+    validation_ids = {article.article_id for article in order[:size]}
+    return ([a for a in articles if a.article_id not in validation_ids],
+            [a for a in articles if a.article_id in validation_ids])

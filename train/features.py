@@ -8,9 +8,8 @@ from dataclasses import dataclass
 import torch
 
 from persuasion.corpus import Article, merge_spans
-from persuasion.model.network import BEGIN, INSIDE, OUTSIDE
-from persuasion.model.windows import (TokenizedDocument, batch_windows, plan_windows, sentence_bounds, sentence_pieces,
-                                      token_sentences, tokenize_document)
+from persuasion.model.decoding import BEGIN, INSIDE, OUTSIDE
+from persuasion.model.windows import TokenizedDocument, WindowFraming, batch_windows, plan_windows, tokenize_document
 
 IGNORE = -100
 
@@ -29,7 +28,6 @@ class EncodedArticle:
     tags: list[int]  # O/B/I per token
     technique_spans: list[TechniqueSpan]
     token_techniques: list[int]  # per token, a bit mask of the techniques whose spans cover it
-    token_sentences: list[int]  # per token, the index of its sentence in the article
 
 
 @dataclass
@@ -37,7 +35,6 @@ class Window:
     token_ids: list[int]
     tags: list[int]
     token_techniques: list[int]
-    token_sentences: list[int]
     spans: list[tuple[int, int, list[float]]]  # (first, last) relative to the window's content
 
 
@@ -76,8 +73,7 @@ def encode_article(article: Article, tokenizer, techniques: list[str], span_tags
         technique_spans.append(TechniqueSpan(tokens[0], tokens[1], target))
     if not span_tags:
         tags = [IGNORE] * len(document.token_ids)
-    return EncodedArticle(article.article_id, document, tags, technique_spans, token_techniques,
-                          token_sentences(document, sentence_bounds(article.text)))
+    return EncodedArticle(article.article_id, document, tags, technique_spans, token_techniques)
 
 
 def cut_windows(article: EncodedArticle, content_tokens: int, rng: random.Random) -> list[Window]:
@@ -95,31 +91,23 @@ def cut_windows(article: EncodedArticle, content_tokens: int, rng: random.Random
             if start <= span.first_token < end
         ]
         windows.append(Window(article.document.token_ids[start:end], article.tags[start:end],
-                              article.token_techniques[start:end], article.token_sentences[start:end], spans))
+                              article.token_techniques[start:end], spans))
     return windows
 
 
-def collate(windows: list[Window], tokenizer, num_techniques: int) -> dict[str, torch.Tensor]:
-    input_ids, attention_mask = batch_windows([window.token_ids for window in windows], tokenizer)
+def collate(windows: list[Window], framing: WindowFraming, num_techniques: int) -> dict[str, torch.Tensor]:
+    input_ids, attention_mask = batch_windows([window.token_ids for window in windows], framing)
+    offset = framing.offset
     tags = torch.full_like(input_ids, IGNORE)
-    token_techniques = torch.zeros_like(input_ids)  # bit masks; [CLS], [SEP] and padding stay 0
+    token_techniques = torch.zeros_like(input_ids)  # bit masks; framing tokens and padding stay 0
     span_window, span_bounds, span_targets = [], [], []
-    piece_windows, piece_bounds, piece_targets = [], [], []
     for row, window in enumerate(windows):
-        tags[row, 1: 1 + len(window.tags)] = torch.tensor(window.tags)
-        token_techniques[row, 1: 1 + len(window.token_techniques)] = torch.tensor(window.token_techniques)
+        tags[row, offset: offset + len(window.tags)] = torch.tensor(window.tags)
+        token_techniques[row, offset: offset + len(window.token_techniques)] = torch.tensor(window.token_techniques)
         for first, last, target in window.spans:
             span_window.append(row)
-            span_bounds.append([first + 1, last + 1])  # +1: [CLS] comes first
+            span_bounds.append([first + offset, last + offset])
             span_targets.append(target)
-        # A sentence piece holds a technique when the window shows one of its tokens inside a span.
-        for _, first, last in sentence_pieces(window.token_sentences):
-            piece_tags = window.tags[first: last + 1]
-            if IGNORE in piece_tags:  # texts without span tags (memes) teach no sentence scores
-                continue
-            piece_windows.append(row)
-            piece_bounds.append([first + 1, last + 1])
-            piece_targets.append(float(any(tag != OUTSIDE for tag in piece_tags)))
     return {
         "input_ids": input_ids,
         "attention_mask": attention_mask,
@@ -128,7 +116,4 @@ def collate(windows: list[Window], tokenizer, num_techniques: int) -> dict[str, 
         "span_window": torch.tensor(span_window, dtype=torch.long),
         "span_bounds": torch.tensor(span_bounds, dtype=torch.long).reshape(-1, 2),
         "span_targets": torch.tensor(span_targets, dtype=torch.float).reshape(len(span_targets), num_techniques),
-        "sentence_window": torch.tensor(piece_windows, dtype=torch.long),
-        "sentence_bounds": torch.tensor(piece_bounds, dtype=torch.long).reshape(-1, 2),
-        "sentence_targets": torch.tensor(piece_targets, dtype=torch.float),
     }

@@ -1,53 +1,170 @@
-"""`persuasion train`: the whole training run in one readable loop, driven by accelerate.
+"""`persuasion train`: one training run, driven by accelerate, resumable from wherever it was killed.
 
-Encoder + both heads learn together on packed windows: each step's forward pass feeds the
-token tagger (SI) and the span classifier (TC) from the same hidden states.
+Encoder and heads learn together on packed windows: each step's forward pass feeds the token
+tagger (SI), the span classifier (TC) and the per-token technique tagger from the same hidden
+states. After every epoch the weights (and, late in training, their running mean) are scored on
+the validation split; the best are kept, tuned on validation and saved as a checkpoint.
+
+    persuasion train --config configs/minilm-cpu.yaml --data ../shared/data/ptc-semeval2020
+    persuasion train --resume runs/minilm-cpu        # after the run above was killed
 """
 
 from __future__ import annotations
 
-import copy
+import itertools
 import json
 import math
 import random
+import shutil
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 
-from persuasion.train.features import IGNORE
+import torch
+from torch.optim.swa_utils import AveragedModel
+
+from persuasion.corpus import read_meme_articles, read_ptc_articles, split_by_article
+from persuasion.errors import PersuasionError
+from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
 from persuasion.train.recipe import Recipe, parse_override
+
+RECIPE_FILE = "recipe.json"  # the run's recipe, read back by --resume
+STATE_DIR = "state"  # what --resume needs: accelerate's state (weights, optimiser, RNGs) and the run's progress
+CHECKPOINT_DIR = "checkpoint"
 
 
 def add_arguments(parser) -> None:
-    parser.add_argument("--config", required=True, help="YAML recipe (see configs/)")
+    parser.add_argument("--config", help="YAML recipe (see configs/); optional with --resume")
     parser.add_argument("--data", help="PTC folder; overrides the recipe's data_dir")
     parser.add_argument("--output", help="run folder; overrides the recipe's output_dir")
     parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                         help="override one recipe key, e.g. --set epochs=2 (repeatable)")
+    parser.add_argument("--resume", metavar="RUN_DIR",
+                        help="continue the run in RUN_DIR from its last saved state, with the recipe it started with")
 
 
 def run(args) -> int:
     overrides = dict(parse_override(text) for text in args.set)
     if args.data:
         overrides["data_dir"] = args.data
-    if args.output:
-        overrides["output_dir"] = args.output
-    train(Recipe.from_yaml(args.config, overrides))
+    if args.resume:
+        recipe = resumed_recipe(Path(args.resume), args.config, overrides)
+    elif args.config:
+        recipe = Recipe.from_yaml(args.config, overrides | ({"output_dir": args.output} if args.output else {}))
+    else:
+        raise PersuasionError("give --config RECIPE.yaml, or --resume RUN_DIR to continue a run")
+    train(recipe, resume=bool(args.resume))
     return 0
 
 
-def split_by_article(articles: list, fraction: float, seed: int) -> tuple[list, list]:
-    """Seeded split of whole articles: (train, validation)."""
-    order = sorted(articles, key=lambda article: article.article_id)
-    random.Random(seed).shuffle(order)
-    size = max(1, round(len(order) * fraction)) if fraction > 0 else 0
-    validation_ids = {article.article_id for article in order[:size]}
-    return ([a for a in articles if a.article_id not in validation_ids],
-            [a for a in articles if a.article_id in validation_ids])
+def resumed_recipe(run_dir: Path, config: str | None, overrides: dict) -> Recipe:
+    """The recipe a run started with; a --config or --set that trains differently is an error."""
+    path = run_dir / RECIPE_FILE
+    if not path.is_file():
+        raise PersuasionError(f"--resume {run_dir}: no {RECIPE_FILE} there; give the folder a `persuasion train` run wrote")
+    recipe = Recipe.from_dict(json.loads(path.read_text()) | {"output_dir": str(run_dir)}, source=str(path))
+    asked = Recipe.from_yaml(config, overrides) if config else Recipe.from_dict(recipe.to_dict() | overrides)
+    if asked.training_choices() != recipe.training_choices():
+        changed = sorted(key for key, value in asked.training_choices().items() if recipe.training_choices()[key] != value)
+        raise PersuasionError(f"--resume {run_dir}: the run started with other values of {', '.join(changed)}; "
+                              "resume it with its own recipe, or start a new run in another folder")
+    return Recipe.from_dict(recipe.to_dict() | {"data_dir": asked.data_dir})
 
 
-def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
-    import torch
+# The pieces of a run
 
+
+@dataclass
+class TrainingData:
+    train_articles: list
+    validation_articles: list
+    encoded: list  # EncodedArticle of every training text
+    class_weights: torch.Tensor
+    steps_per_epoch: int
+
+
+class EpochWindows(torch.utils.data.Dataset):
+    """The training windows of one epoch: each epoch cuts the articles on a grid shifted at random
+    and shuffles the windows, both seeded by the epoch, so a resumed run sees the same batches."""
+
+    def __init__(self, encoded: list, content_tokens: int, seed: int):
+        self.encoded, self.content_tokens, self.seed = encoded, content_tokens, seed
+        self.windows: list = []
+
+    def cut(self, epoch: int) -> None:
+        # Not `set_epoch`: accelerate's loader calls a dataset's set_epoch with its own count of iterations.
+        rng = random.Random(self.seed * 1000 + epoch)
+        self.windows = [window for article in self.encoded for window in cut_windows(article, self.content_tokens, rng)]
+        rng.shuffle(self.windows)
+
+    def __len__(self) -> int:
+        return len(self.windows)
+
+    def __getitem__(self, index: int):
+        return self.windows[index]
+
+
+class WindowCollator:
+    """Batches of windows as tensors (a class, so DataLoader workers could pickle it)."""
+
+    def __init__(self, framing, num_techniques: int):
+        self.framing, self.num_techniques = framing, num_techniques
+
+    def __call__(self, windows: list) -> dict:
+        return collate(windows, self.framing, self.num_techniques)
+
+
+class TrainingNetwork(torch.nn.Module):
+    """The network plus its span-tagging loss.
+
+    Where the network has a per-token technique tagger, its logits come out for a per-token
+    technique loss: telling the encoder which technique covers each token (a single loaded word
+    and a whole doubtful sentence are both just "I" to the span tagger) is the multi-granularity
+    signal of the SemEval-2020 SI winner. B/I tokens weigh `span_weight` times an O token.
+    """
+
+    def __init__(self, network, span_weight: float = 1.0):
+        super().__init__()
+        self.network = network
+        self.token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, span_weight, span_weight]),
+                                                    ignore_index=IGNORE)
+
+    def forward(self, input_ids, attention_mask, tags, span_window, span_bounds):
+        """(span tagging loss, technique logits per span, per-token technique logits or None)."""
+        hidden = self.network.encode(input_ids, attention_mask)
+        token_technique_logits = (self.network.token_technique_logits(hidden)
+                                  if self.network.token_technique_head is not None else None)
+        return (self.tag_loss(hidden, tags), self.network.technique_logits(hidden, span_window, span_bounds),
+                token_technique_logits)
+
+    def tag_loss(self, hidden, tags):
+        tag_logits = self.network.tag_logits(hidden).float()
+        if not (tags != IGNORE).any():  # a batch of texts without span tags (memes): technique loss only
+            return tag_logits.sum() * 0.0
+        return self.token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]), tags.reshape(-1))
+
+
+def training_loss(network: TrainingNetwork, batch: dict, class_weights, technique_loss_weight: float,
+                  technique_tagging_weight: float = 0.0):
+    """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans, plus, with a
+    technique tagger, a per-token, per-technique binary loss."""
+    loss, technique_logits, token_technique_logits = network(
+        batch["input_ids"], batch["attention_mask"], batch["tags"], batch["span_window"], batch["span_bounds"])
+    tagged = batch["tags"] != IGNORE
+    if len(technique_logits):
+        weighted_targets = batch["span_targets"] * class_weights
+        technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
+        loss = loss + technique_loss_weight * technique_loss
+    if token_technique_logits is not None and tagged.any():
+        bits = torch.arange(token_technique_logits.shape[-1], device=token_technique_logits.device)
+        targets = ((batch["token_techniques"][..., None] >> bits) & 1).float()
+        per_token = torch.nn.functional.binary_cross_entropy_with_logits(
+            token_technique_logits.float(), targets, reduction="none").sum(-1)
+        loss = loss + technique_tagging_weight * per_token[tagged].mean()
+    return loss
+
+
+def technique_class_weights(encoded_articles, num_techniques: int, scheme: str) -> torch.Tensor:
     counts = torch.zeros(num_techniques)
     for article in encoded_articles:
         for span in article.technique_spans:
@@ -55,56 +172,13 @@ def technique_class_weights(encoded_articles, num_techniques: int, scheme: str):
     if scheme == "none":
         return torch.ones(num_techniques)
     if scheme != "sqrt_inverse":
-        raise ValueError(f"technique_class_weighting must be 'sqrt_inverse' or 'none', got {scheme!r}")
+        raise PersuasionError(f"technique_class_weighting must be 'sqrt_inverse' or 'none', got {scheme!r}")
     weights = (counts.sum() / counts.clamp(min=1)).sqrt()
     return weights / (weights * counts).sum() * counts.sum()  # mean weight per example stays 1
 
 
-def make_training_network(network, span_weight: float = 1.0):
-    """The network plus its span-tagging loss.
-
-    Where the network has a per-token technique tagger, its logits come out for a per-token
-    technique loss: telling the encoder which technique covers each token (a single loaded word
-    and a whole doubtful sentence are both just "I" to the span tagger) is the multi-granularity
-    signal of the SemEval-2020 SI winner.
-    A softmax tagger weighs B/I tokens `span_weight` times an O token; a CRF tagger scores whole
-    tag sequences, so it takes no per-token weight.
-    """
-    import torch
-
-    class TrainingNetwork(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.network = network
-            self.token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, span_weight, span_weight]),
-                                                        ignore_index=IGNORE)
-
-        def forward(self, input_ids, attention_mask, tags, span_window, span_bounds, sentence_window, sentence_bounds):
-            """(span tagging loss, technique logits per span, per-token technique logits, sentence logits)."""
-            hidden = self.network.encode(input_ids, attention_mask)
-            token_technique_logits = (self.network.token_technique_logits(hidden)
-                                      if self.network.token_technique_head is not None else None)
-            sentence_logits = (self.network.sentence_logits(hidden, sentence_window, sentence_bounds)
-                               if self.network.sentence_head is not None else None)
-            return (self.tag_loss(hidden, tags), self.network.technique_logits(hidden, span_window, span_bounds),
-                    token_technique_logits, sentence_logits)
-
-        def tag_loss(self, hidden, tags):
-            tag_logits = self.network.tag_logits(hidden).float()
-            tagged = tags != IGNORE
-            if not tagged.any():  # a batch of texts without span tags (memes): technique loss only
-                return tag_logits.sum() * 0.0
-            if self.network.tag_transitions is not None:
-                return -self.network.tag_transitions.log_likelihood(tag_logits, tags, tagged).sum() / tagged.sum()
-            return self.token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]), tags.reshape(-1))
-
-    return TrainingNetwork()
-
-
-def make_optimizer(network, recipe: Recipe):
+def make_optimizer(network: TrainingNetwork, recipe: Recipe) -> torch.optim.AdamW:
     """AdamW with the encoder at the recipe's learning rate and the freshly initialised heads at their own."""
-    import torch
-
     no_decay = ("bias", "LayerNorm.weight", "layer_norm.weight")
     groups = {"encoder_decay": [], "encoder_no_decay": [], "heads": []}
     for name, parameter in network.named_parameters():
@@ -123,254 +197,308 @@ def make_optimizer(network, recipe: Recipe):
     ])
 
 
-class WeightAverage:
-    """Running mean of the trainable weights, one sample after every optimiser step.
+def running_mean(averaged: torch.Tensor, current: torch.Tensor, samples: torch.Tensor) -> torch.Tensor:
+    """The mean after one more sample (`samples` so far): the average of the points a fine-tune passes
+    through late in training sits in a flatter region of the loss than any one of them and generalises
+    better (stochastic weight averaging, Izmailov et al. 2018)."""
+    return averaged + (current - averaged) / (samples + 1)
 
-    The mean of the points a fine-tune passes through late in training sits in a flatter region
-    of the loss than any one of them and generalises better (stochastic weight averaging,
-    Izmailov et al. 2018), like an ensemble of those points at the inference cost of one model.
-    The mean stays on the weights' device: copying a large encoder to the CPU every step would
-    cost more than the step.
-    """
+
+@dataclass
+class Progress:
+    """Where a run stands; saved with accelerate's state, so --resume carries on from it."""
+
+    epoch: int = 0  # epochs finished
+    batches_done: int = 0  # batches of the current epoch done
+    step: int = 0
+    minutes: float = 0.0  # training minutes before this process started
+    history: list = field(default_factory=list)  # every validation
+    best_score: float = -float("inf")
+    epochs_without_gain: int = 0
+    stopped: str = ""  # why training stopped; empty while it runs
+
+    def state_dict(self) -> dict:
+        return {"progress": json.dumps(self.__dict__)}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.__dict__.update(json.loads(state["progress"]))
+
+
+class BestWeights:
+    """The best-scoring weights so far, on the CPU, saved with the run's state."""
 
     def __init__(self):
-        self.mean, self.samples = {}, 0
+        self.state: dict[str, torch.Tensor] = {}
 
-    def add(self, model) -> None:
-        self.samples += 1
-        for name, parameter in model.named_parameters():
-            if not parameter.requires_grad:
-                continue
-            weights = parameter.detach().float()
-            if name in self.mean:
-                self.mean[name] += (weights - self.mean[name]) / self.samples
-            else:
-                self.mean[name] = weights.clone()
+    def keep(self, network: torch.nn.Module) -> None:
+        self.state = {name: tensor.detach().cpu().clone() for name, tensor in network.state_dict().items()}
 
-    def applied_to(self, model):
-        """A copy of the model carrying the averaged weights (frozen weights are shared by every sample)."""
-        averaged = copy.deepcopy(model)
-        averaged.load_state_dict(self.mean, strict=False)
-        return averaged
+    def state_dict(self) -> dict:
+        return self.state
+
+    def load_state_dict(self, state: dict) -> None:
+        self.state = dict(state)
 
 
-def weight_soup(states: list[dict]) -> dict:
-    """The element-wise mean of several networks' weights (a uniform "model soup").
+class RunLog:
+    """Lines to the run folder's train.log and to the console, from the main process only."""
 
-    Fine-tunes that start from the same weights stay in one basin of the loss, so their mean is
-    a sound network; such soups often generalise better than each ingredient (Wortsman et al.
-    2022) at the inference cost of one model. Whether they do here is for validation to say.
-    """
-    return {name: (sum(state[name].float() for state in states) / len(states)).to(tensor.dtype)
-            if tensor.is_floating_point() else tensor
-            for name, tensor in states[0].items()}
+    def __init__(self, accelerator, output_dir: Path, echo=None):
+        self.main = accelerator.is_main_process
+        self.file = open(output_dir / "train.log", "a", encoding="utf-8") if self.main else None
+        self.echo = echo or print
 
+    def __call__(self, message: str) -> None:
+        if self.main:
+            line = f"[{time.strftime('%H:%M:%S')}] {message}"
+            self.echo(line)
+            self.file.write(line + "\n")
+            self.file.flush()
 
-def training_loss(network, batch: dict, class_weights, technique_loss_weight: float,
-                  technique_tagging_weight: float = 0.0, sentence_loss_weight: float = 0.0):
-    """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans.
-
-    With a technique tagging weight, also a per-token, per-technique binary loss (see make_training_network);
-    with a sentence head, a binary loss on whether each sentence piece holds a technique.
-    """
-    import torch
-
-    loss, technique_logits, token_technique_logits, sentence_logits = network(
-        batch["input_ids"], batch["attention_mask"], batch["tags"], batch["span_window"], batch["span_bounds"],
-        batch["sentence_window"], batch["sentence_bounds"])
-    tagged = batch["tags"] != IGNORE
-    if len(technique_logits):
-        weighted_targets = batch["span_targets"] * class_weights
-        technique_loss = -(weighted_targets * technique_logits.float().log_softmax(-1)).sum() / weighted_targets.sum()
-        loss = loss + technique_loss_weight * technique_loss
-    if token_technique_logits is not None and tagged.any():
-        bits = torch.arange(token_technique_logits.shape[-1], device=token_technique_logits.device)
-        targets = ((batch["token_techniques"][..., None] >> bits) & 1).float()
-        per_token = torch.nn.functional.binary_cross_entropy_with_logits(
-            token_technique_logits.float(), targets, reduction="none").sum(-1)
-        loss = loss + technique_tagging_weight * per_token[tagged].mean()
-    if sentence_logits is not None and len(sentence_logits):
-        loss = loss + sentence_loss_weight * torch.nn.functional.binary_cross_entropy_with_logits(
-            sentence_logits.float(), batch["sentence_targets"])
-    return loss
+    def close(self) -> None:
+        if self.file:
+            self.file.close()
 
 
-def train(recipe: Recipe, log=None) -> Path:
-    import torch
+# The run
+
+
+def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
+    """Train, select, tune and save a checkpoint under `recipe.output_dir`; returns the checkpoint folder."""
     from accelerate import Accelerator
     from accelerate.state import AcceleratorState
     from accelerate.utils import set_seed
     from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-    from persuasion.corpus import read_meme_articles, read_ptc_articles
-    from persuasion.model.detector import Detector
-    from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
+    from persuasion.model.windows import WindowFraming
     from persuasion.taxonomy import TECHNIQUES
-    from persuasion.train.features import collate, cut_windows, encode_article
-    from persuasion.train.export import write_validation_report
-    from persuasion.train.tune import hardware, tune_detector, validation_scores
 
+    output_dir = Path(recipe.output_dir)
+    checkpoint = output_dir / CHECKPOINT_DIR
+    if resume and (checkpoint / "validation.json").is_file():
+        print(f"{output_dir}: the run has finished; its checkpoint is {checkpoint}")
+        return checkpoint
+    if not resume and (output_dir / STATE_DIR).exists():
+        raise PersuasionError(f"{output_dir}: holds a run already; continue it with --resume {output_dir}, "
+                              "or give another --output")
     # A second train() in one process (tests, notebooks) may ask for another precision: start clean.
     AcceleratorState._reset_state(reset_partial_state=True)
     accelerator = Accelerator(mixed_precision=recipe.mixed_precision)
-    output_dir = Path(recipe.output_dir)
     if accelerator.is_main_process:
         output_dir.mkdir(parents=True, exist_ok=True)
-    log_file = open(output_dir / "train.log", "a", encoding="utf-8") if accelerator.is_main_process else None
-
-    def say(message: str) -> None:
-        if accelerator.is_main_process:
-            line = f"[{time.strftime('%H:%M:%S')}] {message}"
-            (log or print)(line)
-            log_file.write(line + "\n")
-            log_file.flush()
-
+        (output_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+    say = RunLog(accelerator, output_dir, log)
     set_seed(recipe.seed)
+    say(f"recipe {json.dumps(recipe.to_dict())}")
+    tokenizer = AutoTokenizer.from_pretrained(recipe.resolved_base_model())
     techniques = list(TECHNIQUES)
-    base_model = recipe.resolved_base_model()
+    data = prepare_data(recipe, tokenizer, techniques, accelerator.num_processes, say)
+
+    set_seed(recipe.seed)  # the heads' initial weights do not depend on how much data preparation drew
+    network = build_training_network(recipe, techniques)
+    optimizer = make_optimizer(network, recipe)
+    total_steps = min(data.steps_per_epoch * recipe.epochs, recipe.max_steps or math.inf)
+    scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
+    windows = EpochWindows(data.encoded, recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens, recipe.seed)
+    # Its own generator: the loader then draws nothing from the global RNG that dropout uses.
+    loader = torch.utils.data.DataLoader(windows, batch_size=recipe.batch_size, shuffle=False,
+                                         collate_fn=WindowCollator(WindowFraming.of(tokenizer), len(techniques)),
+                                         generator=torch.Generator().manual_seed(recipe.seed))
+    network, optimizer, scheduler, loader = accelerator.prepare(network, optimizer, scheduler, loader)
+    averaged = AveragedModel(accelerator.unwrap_model(network).network, avg_fn=running_mean)
+    progress, best = Progress(), BestWeights()
+    for saved in (averaged, progress, best):
+        accelerator.register_for_checkpointing(saved)
+    if resume:
+        load_state(accelerator, output_dir, say)
+
+    started = time.time()
+    run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
+               tokenizer, output_dir, total_steps, started, say)
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        save_tuned_checkpoint(recipe, accelerator.unwrap_model(network).network, best, progress, data, tokenizer,
+                              checkpoint, started, say)
+    say.close()
+    return checkpoint
+
+
+def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int, say) -> TrainingData:
+    from persuasion.model.windows import WindowFraming
+
     articles = read_ptc_articles(recipe.data_dir, "train")
     train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
-    say(f"recipe {json.dumps(recipe.to_dict())}")
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
-
-    tokenizer = AutoTokenizer.from_pretrained(base_model)
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
         memes = read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
-    class_weights = technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting).to(accelerator.device)
-    content_tokens = recipe.window_tokens - 2
+    content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens
+    # An upper bound of the windows an epoch cuts (their grid shifts each epoch): the schedule's length.
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
-    steps_per_epoch = math.ceil(windows_per_epoch / recipe.batch_size / accelerator.num_processes)
-    total_steps = steps_per_epoch * recipe.epochs
-    if recipe.max_steps:
-        total_steps = min(total_steps, recipe.max_steps)
-    settings = DetectorSettings(techniques=techniques, window_tokens=recipe.window_tokens,
-                                window_stride=recipe.inference_stride, base_model=recipe.base_model,
-                                sentence_head=recipe.sentence_loss_weight > 0, span_crf=recipe.span_crf,
-                                technique_tagger=recipe.technique_tagging_weight > 0, recipe=recipe.to_dict())
-    started = time.time()
-    history: list[dict] = []
+    return TrainingData(train_articles, validation_articles, encoded,
+                        technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting),
+                        math.ceil(windows_per_epoch / recipe.batch_size / processes))
 
-    def validate(candidate, weights: str, place: dict) -> float:
-        """Score one candidate on the validation split and log it into the history; returns its selection score.
 
-        `place` says where in training the candidate comes from (epoch, step, member).
-        """
-        detector = Detector(candidate, tokenizer, copy.deepcopy(settings), str(accelerator.device))
-        scores = (validation_scores(detector, validation_articles) if validation_articles
-                  else {"selection": -float(place.get("epoch", recipe.epochs))})
-        scores.update(place, minutes=round((time.time() - started) / 60, 2), weights=weights)
-        history.append(scores)
-        say(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(scores)}")
-        return scores["selection"]
+def build_training_network(recipe: Recipe, techniques: list[str]) -> TrainingNetwork:
+    from persuasion.model.network import PersuasionNetwork
 
-    def train_member(member: int):
-        """One fine-tune from the shared initial weights; returns (network, best score, best state)."""
-        set_seed(recipe.seed)  # every member starts from the same weights, so their mean is a sound model
-        network = PersuasionNetwork.from_encoder_name(base_model, len(techniques), recipe.dropout,
-                                                      sentence_head=settings.sentence_head, span_crf=settings.span_crf,
-                                                      technique_tagger=settings.technique_tagger)
-        if recipe.freeze_word_embeddings:
-            network.encoder.get_input_embeddings().weight.requires_grad_(False)
-        network = make_training_network(network, recipe.span_weight)
-        if member:  # member 0 keeps the single-model random stream, so one-member recipes train as before
-            set_seed(recipe.seed + member)
+    network = PersuasionNetwork.from_encoder_name(recipe.resolved_base_model(), len(techniques), recipe.dropout,
+                                                  technique_tagger=recipe.technique_tagging_weight > 0)
+    if recipe.freeze_word_embeddings:
+        network.encoder.get_input_embeddings().weight.requires_grad_(False)
+    return TrainingNetwork(network, recipe.span_weight)
 
-        optimizer = make_optimizer(network, recipe)
-        scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
-        network, optimizer, scheduler = accelerator.prepare(network, optimizer, scheduler)
-        # The time budget is shared out equally, so a slow machine still trains every member.
-        member_minutes = recipe.max_minutes * (member + 1) / recipe.soup_members
 
-        step, best_score, best_state, epochs_without_gain = 0, -float("inf"), None, 0
-        weight_average = WeightAverage()
+def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
+               tokenizer, output_dir, total_steps, started, say) -> None:
+    """Train epoch after epoch, validating after each, until the epochs, the patience or the budget run out."""
+    last_save = time.time()
+    class_weights = data.class_weights.to(accelerator.device)
+    while not progress.stopped and progress.epoch < recipe.epochs:
+        windows.cut(progress.epoch)
+        averaging = 0 < recipe.average_from_epoch <= progress.epoch + 1
+        network.train()
+        epoch_started, tokens_seen, running = time.time(), 0, []
         out_of_budget = False
-        for epoch in range(recipe.epochs):
-            rng = random.Random((recipe.seed + member) * 1000 + epoch)
-            windows = [window for article in encoded for window in cut_windows(article, content_tokens, rng)]
-            rng.shuffle(windows)
-            batches = [windows[i: i + recipe.batch_size] for i in range(0, len(windows), recipe.batch_size)]
-            # Every process takes the same number of batches so gradient synchronisation lines up.
-            per_process = len(batches) // accelerator.num_processes
-            batches = batches[accelerator.process_index * per_process: (accelerator.process_index + 1) * per_process]
-            averaging = 0 < recipe.average_from_epoch <= epoch + 1
-            network.train()
-            epoch_started, tokens_seen, running = time.time(), 0, []
-            for batch_windows in batches:
-                batch = {key: value.to(accelerator.device)
-                         for key, value in collate(batch_windows, tokenizer, len(techniques)).items()}
-                with accelerator.autocast():
-                    loss = training_loss(network, batch, class_weights, recipe.technique_loss_weight,
-                                         recipe.technique_tagging_weight, recipe.sentence_loss_weight)
-                accelerator.backward(loss)
-                accelerator.clip_grad_norm_(network.parameters(), 1.0)
-                optimizer.step()
-                scheduler.step()
-                optimizer.zero_grad()
-                if averaging and accelerator.is_main_process:  # only the main process validates
-                    weight_average.add(accelerator.unwrap_model(network).network)
-                step += 1
-                tokens_seen += int(batch["attention_mask"].sum())
-                running.append(loss.item())
-                if step % 25 == 0:
-                    rate = tokens_seen * accelerator.num_processes / (time.time() - epoch_started)
-                    say(f"epoch {epoch + 1} step {step}/{total_steps} loss {sum(running) / len(running):.4f} "
-                        f"({rate:.0f} tokens/s)")
-                    running = []
-                minutes = (time.time() - started) / 60
-                if (recipe.max_minutes and minutes >= member_minutes) or (recipe.max_steps and step >= recipe.max_steps):
-                    out_of_budget = True
-                    break
-
-            if accelerator.is_main_process:
-                model = accelerator.unwrap_model(network).network.eval()
-                candidates = {"last": model}
-                if weight_average.samples:
-                    candidates["averaged"] = weight_average.applied_to(model)
-                gained = False
-                for weights, candidate in candidates.items():
-                    place = {"epoch": epoch + 1, "step": step}
-                    if recipe.soup_members > 1:
-                        place["member"] = member
-                    score = validate(candidate, weights, place)
-                    if score > best_score:
-                        best_score, gained = score, True
-                        best_state = {name: tensor.detach().cpu().clone() for name, tensor in candidate.state_dict().items()}
-                epochs_without_gain = 0 if gained else epochs_without_gain + 1
-            stop = out_of_budget or epochs_without_gain >= recipe.patience
-            if accelerator.num_processes > 1:
-                stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
-            if stop:
-                say("stopping: " + ("budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"))
+        # Batches a killed run had done are drawn again and dropped: cheap next to a step, and the loader
+        # then draws on its own generator exactly as the uninterrupted run did.
+        for batch in itertools.islice(loader, progress.batches_done, None):
+            with accelerator.autocast():
+                loss = training_loss(network, batch, class_weights, recipe.technique_loss_weight,
+                                     recipe.technique_tagging_weight)
+            accelerator.backward(loss)
+            accelerator.clip_grad_norm_(network.parameters(), 1.0)
+            optimizer.step()
+            scheduler.step()
+            optimizer.zero_grad()
+            if averaging:
+                averaged.update_parameters(accelerator.unwrap_model(network).network)
+            progress.step += 1
+            progress.batches_done += 1
+            tokens_seen += int(batch["attention_mask"].sum())
+            running.append(loss.item())
+            if progress.step % 25 == 0:
+                rate = tokens_seen * accelerator.num_processes / (time.time() - epoch_started)
+                say(f"epoch {progress.epoch + 1} step {progress.step}/{total_steps} "
+                    f"loss {sum(running) / len(running):.4f} ({rate:.0f} tokens/s)")
+                running = []
+            minutes = progress.minutes + (time.time() - started) / 60
+            if (recipe.max_minutes and minutes >= recipe.max_minutes) or (recipe.max_steps and progress.step >= recipe.max_steps):
+                out_of_budget = True
                 break
-        network = accelerator.unwrap_model(network).network.cpu().eval()
-        accelerator.free_memory()  # the next member gets a fresh optimiser; drop this one's state
-        return network, best_score, best_state
+            if time.time() - last_save >= recipe.save_every_minutes * 60:
+                save_state(accelerator, output_dir, progress, started, say)
+                last_save = time.time()
+        progress.epoch += 1
+        progress.batches_done = 0
+        if accelerator.is_main_process:
+            validate_epoch(recipe, accelerator.unwrap_model(network).network, averaged, progress, best, data,
+                           tokenizer, accelerator.device, started, say)
+        stop = out_of_budget or progress.epochs_without_gain >= recipe.patience
+        if accelerator.num_processes > 1:
+            stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
+        if stop:
+            progress.stopped = "budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"
+            say(f"stopping: {progress.stopped}")
+        elif progress.epoch == recipe.epochs:
+            progress.stopped = "all epochs trained"
+        save_state(accelerator, output_dir, progress, started, say)
+        last_save = time.time()
 
-    members = [train_member(member) for member in range(recipe.soup_members)]
+
+def validate_epoch(recipe, network, averaged, progress, best, data, tokenizer, device, started, say) -> None:
+    """Score the epoch's last weights and their running mean on validation; keep the best."""
+    candidates = {"last": network.eval()}
+    if int(averaged.n_averaged) > 0:
+        candidates["averaged"] = averaged.module.eval()
+    gained = False
+    for weights, candidate in candidates.items():
+        place = {"epoch": progress.epoch, "step": progress.step}
+        score = validation_entry(candidate, tokenizer, recipe, data, device, place, weights,
+                                 progress.minutes + (time.time() - started) / 60)
+        progress.history.append(score)
+        say(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(score)}")
+        if score["selection"] > progress.best_score:
+            progress.best_score, gained = score["selection"], True
+            best.keep(candidate)
+    progress.epochs_without_gain = 0 if gained else progress.epochs_without_gain + 1
+
+
+def validation_entry(network, tokenizer, recipe: Recipe, data: TrainingData, device, place: dict, weights: str,
+                     minutes: float) -> dict:
+    from persuasion.model.detector import Detector
+    from persuasion.train.tune import validation_scores
+
+    if data.validation_articles:
+        scores = validation_scores(Detector(network, tokenizer, run_settings(recipe), device=str(device)),
+                                   data.validation_articles)
+    else:  # without a validation split the last epoch wins
+        scores = {"selection": float(place["epoch"])}
+    return scores | place | {"minutes": round(minutes, 2), "weights": weights}
+
+
+def run_settings(recipe: Recipe):
+    from persuasion.model.checkpoint import DetectorSettings
+    from persuasion.taxonomy import TECHNIQUES
+
+    return DetectorSettings(techniques=tuple(TECHNIQUES), window_tokens=recipe.window_tokens,
+                            window_stride=recipe.inference_stride, technique_tagger=recipe.technique_tagging_weight > 0,
+                            base_model=recipe.base_model, recipe=recipe.to_dict())
+
+
+def save_state(accelerator, output_dir: Path, progress: Progress, started: float, say) -> None:
+    """accelerate's state plus the progress, written beside the last one and swapped in, so a kill at any
+    moment leaves one whole state behind."""
+    saved_minutes = progress.minutes
+    progress.minutes = progress.minutes + (time.time() - started) / 60
+    target, fresh, stale = output_dir / STATE_DIR, output_dir / f"{STATE_DIR}.new", output_dir / f"{STATE_DIR}.old"
+    if accelerator.is_main_process:
+        shutil.rmtree(fresh, ignore_errors=True)
+    accelerator.save_state(str(fresh))
+    progress.minutes = saved_minutes
     accelerator.wait_for_everyone()
-    if not accelerator.is_main_process:
-        return output_dir / "checkpoint"
-    model, best_score, best_state = max(members, key=lambda member: member[1])
-    if len(members) > 1:
-        soup = weight_soup([state for _, _, state in members])
-        model.load_state_dict(soup)
-        if validate(model, "soup", {"members": len(members)}) > best_score:
-            best_state = soup
-    model.load_state_dict(best_state)
-    checkpoint = save_checkpoint(model, tokenizer, settings, output_dir / "checkpoint")
+    if accelerator.is_main_process:
+        if target.exists():
+            target.rename(stale)
+        fresh.rename(target)
+        shutil.rmtree(stale, ignore_errors=True)
+        say(f"saved the run's state after epoch {progress.epoch}, batch {progress.batches_done} (step {progress.step})")
+
+
+def load_state(accelerator, output_dir: Path, say) -> None:
+    for name in (STATE_DIR, f"{STATE_DIR}.old"):  # .old: killed between the two renames of save_state
+        if (output_dir / name).is_dir():
+            accelerator.load_state(str(output_dir / name))
+            say(f"resumed from {output_dir / name}")
+            return
+    raise PersuasionError(f"--resume {output_dir}: no saved state yet; start the run again without --resume")
+
+
+def save_tuned_checkpoint(recipe, network, best: BestWeights, progress: Progress, data: TrainingData, tokenizer,
+                          checkpoint: Path, started: float, say) -> None:
+    """The best weights as an fp16 checkpoint, tuned on validation as users will load it."""
+    from persuasion.model.checkpoint import write_settings, write_validation_report
+    from persuasion.model.detector import Detector
+    from persuasion.train.tune import hardware, tune_detector
+
+    network = network.cpu().eval()
+    if best.state:
+        network.load_state_dict(best.state)
+    Detector(network, tokenizer, run_settings(recipe)).save(checkpoint)
     # Tune on the fp16 weights as shipped, so thresholds match what users load.
-    detector = Detector.load(checkpoint, device=str(accelerator.device))
-    report = tune_detector(detector, validation_articles, log=say) if validation_articles else {}
-    save_checkpoint(detector.network, tokenizer, detector.settings, checkpoint)
-    device = hardware(detector)
-    summary = {"validation": report, "history": history, "train_minutes": round((time.time() - started) / 60, 2),
-               "trained_on": device, "tuned_on": device,
-               "validation_articles": sorted(a.article_id for a in validation_articles)}
-    write_validation_report(checkpoint, summary)
-    say(f"saved {checkpoint} after {summary['train_minutes']} minutes; validation {json.dumps(report)}")
-    log_file.close()
-    return checkpoint
+    detector = Detector.load(checkpoint)
+    report = {}
+    if data.validation_articles:
+        detector, report = tune_detector(detector, data.validation_articles, log=say)
+    write_settings(checkpoint, detector.settings, detector.decoding)
+    device = hardware(detector.device)
+    minutes = round(progress.minutes + (time.time() - started) / 60, 2)  # tuning included
+    write_validation_report(checkpoint, {
+        "validation": report, "history": progress.history, "train_minutes": minutes,
+        "trained_on": device, "tuned_on": device, "stopped": progress.stopped,
+        "validation_articles": sorted(a.article_id for a in data.validation_articles)})
+    say(f"saved {checkpoint} after {minutes} minutes; validation {json.dumps(report)}")

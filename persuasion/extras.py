@@ -18,13 +18,9 @@ TRAINING_MODULES = {
 }
 
 
-class MissingExtrasError(PersuasionError):
-    """A command needs the [train] extra and it is not installed."""
-
-
 def require_training_extras() -> None:
     """Stop before any work, in one line, when a module of the [train] extra cannot be imported."""
     missing = [module for module in TRAINING_MODULES if importlib.util.find_spec(module) is None]
     if missing:
-        raise MissingExtrasError(f"needs the training extras, and {', '.join(missing)} "
+        raise PersuasionError(f"needs the training extras, and {', '.join(missing)} "
                                  f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e \".[train]\"")

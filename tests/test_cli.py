@@ -41,7 +41,8 @@ def test_help_and_readme_give_every_exit_status(capsys, arguments):
 
 
 def test_training_modules_are_the_train_extra():
-    extra = [requirement for requirement in importlib.metadata.requires("persuasion") if 'extra == "train"' in requirement]
+    requirements = importlib.metadata.requires("persuasion")
+    extra = [requirement for requirement in requirements if 'extra == "train"' in requirement]
     distributions = {re.split(r"[<>=~ ;]", requirement)[0] for requirement in extra}
     assert set(TRAINING_MODULES.values()) == {name for name in distributions if not name.startswith("all-mpnet")}
 

@@ -39,7 +39,9 @@ def run(args) -> int:
     if metrics is None:
         print(f"{args.split} has no gold labels: wrote prediction files only to {args.out}")
     else:
-        print(summary_line(metrics))
+        from persuasion.eval.report import headline_table
+
+        print(headline_table(metrics), end="")
         print(f"wrote {Path(args.out) / 'metrics.json'}")
     return 0
 

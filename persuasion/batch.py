@@ -8,6 +8,7 @@ index, so shard outputs merged by index equal an unsharded run.
 
 from __future__ import annotations
 
+import argparse
 import csv
 import io
 import json
@@ -20,7 +21,7 @@ from contextlib import nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 
-from persuasion.errors import PersuasionError
+from persuasion.errors import ExitStatus, PersuasionError, exit_status_help
 from persuasion.inputs import Document, Source, count_documents, find_sources, read_documents
 from persuasion.result import DetectionResult
 
@@ -32,12 +33,14 @@ Scored = tuple[Document, DetectionResult | None]  # the result is None for a doc
 
 
 def add_arguments(parser) -> None:
+    parser.formatter_class, parser.epilog = argparse.RawDescriptionHelpFormatter, exit_status_help()
     parser.add_argument("inputs", nargs="*", metavar="INPUT",
                         help="text files, directories of them (searched recursively), .jsonl or .csv files "
                              "(one document per row), or - for stdin (one document)")
     parser.add_argument("--output", "-o", metavar="FILE", help="where to write the records (default: stdout)")
     parser.add_argument("--format", choices=FORMATS,
-                        help="record format (default: from the --output suffix, else jsonl)")
+                        help="record format (default: from the --output suffix: .jsonl, .csv, .html, .htm or .txt; "
+                             "jsonl for stdout or no suffix)")
     parser.add_argument("--resume", action="store_true",
                         help="finish an interrupted run: keep the records already in --output, score the rest")
     parser.add_argument("--text-field", default="text", help="JSONL field / CSV column holding the text")
@@ -258,15 +261,26 @@ def run(args) -> int:
             written, failed = append_records(scored, records, output)
     if not args.quiet:
         kept = f", {len(done)} kept from before" if done else ""
-        print(f"persuasion detect: {written} documents written to {output or 'stdout'} "
+        print(f"persuasion detect: {plural(written, 'document')} written to {output or 'stdout'} "
               f"({failed} with an error{kept})", file=sys.stderr)
-    return 0
+    return exit_status(written, failed)
+
+
+def exit_status(written: int, failed: int) -> ExitStatus:
+    """Of the documents this run wrote: all scored, some with an error record, or every one with an error record."""
+    if not failed:
+        return ExitStatus.OK
+    return ExitStatus.NONE_SCORED if failed == written else ExitStatus.SOME_FAILED
+
+
+def plural(count: int, noun: str) -> str:
+    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
 
 
 def destination(args) -> tuple[Path | None, str, Shard, str | None]:
     """(output file or None for stdout, record format, this process's shard, device or None)."""
     output = Path(args.output) if args.output else None
-    output_format = args.format or (FORMAT_BY_SUFFIX.get(output.suffix.lower(), "jsonl") if output else "jsonl")
+    output_format = args.format or output_format_of(output)
     shard, device, launched = EVERYTHING, None, launcher_rank()
     if args.shard:
         shard = parse_shard(args.shard)
@@ -285,6 +299,16 @@ def destination(args) -> tuple[Path | None, str, Shard, str | None]:
     if output is not None and not output.parent.is_dir():
         raise PersuasionError(f"--output {output}: directory {output.parent} does not exist")
     return output, output_format, shard, device
+
+
+def output_format_of(output: Path | None) -> str:
+    """The record format an --output name asks for; an extension it does not know is an error, not jsonl."""
+    if output is None or not output.suffix:
+        return "jsonl"
+    if output.suffix.lower() not in FORMAT_BY_SUFFIX:
+        raise PersuasionError(f"--output {output}: unknown extension {output.suffix}; name the file .jsonl, .csv, "
+                              f".html or .txt, or choose the format with --format")
+    return FORMAT_BY_SUFFIX[output.suffix.lower()]
 
 
 def resume_point(output: Path | None, records, resume: bool) -> tuple[list, int | None]:

@@ -6,7 +6,9 @@ import argparse
 import importlib
 import sys
 
-from persuasion.errors import PersuasionError
+from persuasion import __version__
+from persuasion.errors import ExitStatus, PersuasionError, exit_status_help
+from persuasion.extras import require_training_extras
 
 # subcommand -> (module with add_arguments(parser) and run(args) -> int, one-line help)
 COMMANDS = {
@@ -19,11 +21,15 @@ COMMANDS = {
     "speed": ("persuasion.eval.speed", "measure inference tokens/s against a plain transformers pipeline"),
     "serve": ("persuasion.web", "serve a local web page and JSON API"),
 }
+# Checked before these start, so a missing package is one line at once, not a traceback at the end of the work.
+NEEDS_TRAINING_EXTRAS = {"benchmark", "train", "tune", "sweep", "ensemble", "export"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:
     """The full parser; only `command`'s module is imported, so one command never pays for another's imports."""
-    parser = argparse.ArgumentParser(prog="persuasion", description="Find persuasion techniques in text.")
+    parser = argparse.ArgumentParser(prog="persuasion", description="Find persuasion techniques in text.",
+                                     epilog=exit_status_help(), formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--version", action="version", version=f"persuasion {__version__}")
     subcommands = parser.add_subparsers(dest="command", required=True)
     for name, (module_name, help_text) in COMMANDS.items():
         subparser = subcommands.add_parser(name, help=help_text, description=help_text)
@@ -39,13 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     command = next((word for word in argv if not word.startswith("-")), None)
     args = build_parser(command if command in COMMANDS else None).parse_args(argv)
     try:
-        return args.run(args) or 0
+        if args.command in NEEDS_TRAINING_EXTRAS:
+            require_training_extras()
+        return args.run(args) or ExitStatus.OK
     except (PersuasionError, FileNotFoundError, IsADirectoryError, PermissionError) as error:
         print(f"persuasion {args.command}: error: {error}", file=sys.stderr)
-        return 2
+        return ExitStatus.USAGE
     except KeyboardInterrupt:
         print(f"persuasion {args.command}: interrupted", file=sys.stderr)
-        return 130
+        return ExitStatus.INTERRUPTED
 
 
 if __name__ == "__main__":

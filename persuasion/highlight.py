@@ -203,7 +203,9 @@ def render_report_html(documents: Sequence[tuple[str, DetectionResult | str]], t
             body = f'<p class="error-message">Error: {escape(str(result))}</p>'
         contents.append(f'<li><a href="#{anchor}">{escape(str(document_id))}</a> ({note})</li>')
         sections.append(f'<section class="document" id="{anchor}"><h2>{escape(str(document_id))}</h2>{body}</section>')
-    body = (f'<p class="counts">{counts}</p><h2>All documents</h2>{summary_html(overall)}'
-            f'<details class="contents"><summary>Documents</summary><ol>{"".join(contents)}</ol></details>'
-            f'{"".join(sections)}<h2>Legend</h2>{legend_html()}')
+    overview = ""
+    if len(documents) > 1:  # for one document its own summary is the whole report's
+        overview = (f'<h2>All documents</h2>{summary_html(overall)}'
+                    f'<details class="contents"><summary>Documents</summary><ol>{"".join(contents)}</ol></details>')
+    body = f'<p class="counts">{counts}</p>{overview}{"".join(sections)}<h2>Legend</h2>{legend_html()}'
     return _page(title, body)

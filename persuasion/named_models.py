@@ -24,7 +24,7 @@ def model_directory(model: str | Path) -> Path:
 
     if str(model) in MODEL_NAMES:
         folder = MODEL_NAMES[str(model)]
-        return SHIPPED_DIR if folder is None else Path(folder)
+        return (SHIPPED_DIR if folder is None else Path(folder)).resolve()
     path = Path(model)
     if not (path / "persuasion.json").is_file():
         raise PersuasionError(f"model {str(model)!r}: not {' or '.join(map(repr, MODEL_NAMES))} "

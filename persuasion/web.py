@@ -66,17 +66,22 @@ class Server:
         self.socket.close()
 
 
+def service_module():
+    """persuasion.service, or a one-line error naming the extra to install."""
+    try:
+        from persuasion import service
+    except ImportError as error:
+        raise PersuasionError(f"persuasion serve needs the [serve] extra ({error.name} is missing): "
+                              "pip install 'persuasion[serve]'") from None
+    return service
+
+
 def make_server(detector, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, model_name: str = "custom",
                 max_request_bytes: int = MAX_REQUEST_BYTES, max_text_chars: int = MAX_TEXT_CHARS,
                 max_queue: int = MAX_QUEUE, log_requests: bool = False) -> Server:
     """A server bound to host:port (port 0 picks a free one), not yet serving: call `serve_forever()`."""
-    try:
-        from persuasion.service import create_app
-    except ImportError as error:
-        raise PersuasionError(f"persuasion serve needs the [serve] extra ({error.name} is missing): "
-                              "pip install 'persuasion[serve]'") from None
-    app = create_app(detector, model_name, max_text_chars=max_text_chars, max_request_bytes=max_request_bytes,
-                     max_queue=max_queue)
+    app = service_module().create_app(detector, model_name, max_text_chars=max_text_chars,
+                                      max_request_bytes=max_request_bytes, max_queue=max_queue)
     listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -104,6 +109,7 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from persuasion.named_models import load_model
 
+    service_module()  # before the model loads, so a missing extra is the first thing said
     detector = load_model(args.model)
     max_request_bytes = max(MAX_REQUEST_BYTES, 8 * args.max_text_chars)  # JSON escapes can take 6 bytes a character
     try:

@@ -123,3 +123,12 @@ def test_the_metric_scores_the_dev_predictions_as_metrics_json_records(ptc_dir, 
         worst = max(abs(measured[key] - wanted[key]) for key in wanted)
         assert worst <= 1e-9, (task, worst)
         assert dict(numbers(benchmark[task])) == measured, f"the benchmark's {task} is the metric's"
+
+
+def test_readme_example_prints_what_its_comment_says(measures, capsys):
+    import re
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    code = next(block for block in re.findall(r"```python\n(.*?)```", readme, re.S) if "evaluate.load" in block)
+    exec(compile(code, "README.md", "exec"), {})
+    assert capsys.readouterr().out.strip() == code.rstrip().rsplit("# ", 1)[1]

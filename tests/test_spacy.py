@@ -111,3 +111,14 @@ def test_min_score_and_a_pipeline_without_sentences():
     PersuasionComponent(detector=None, min_score=0.2).annotate(doc, result)
     assert [(s.text, s._.persuasion_score) for s in doc.spans["persuasion"]] == [("Wake up", 0.3)]
     assert not doc.has_annotation("SENT_START")
+
+
+@pytest.mark.slow
+def test_readme_spacy_example_prints_what_the_readme_shows(shipped, capsys):
+    import re
+    from pathlib import Path
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## spaCy, evaluate and datasets.*?```python\n(.*?)```.*?```text\n(.*?)```", readme, re.S)
+    exec(compile(example.group(1), "README.md", "exec"), {})
+    assert capsys.readouterr().out == example.group(2)

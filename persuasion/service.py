@@ -43,9 +43,6 @@ UNGUARDED_PATHS = ("/docs", "/openapi.json")
 log = logging.getLogger("persuasion.serve")
 
 
-# Requests and answers
-
-
 class StrictModel(BaseModel):
     model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
 
@@ -126,9 +123,6 @@ class ErrorAnswer(BaseModel):
 ERRORS = {status: {"model": ErrorAnswer} for status in (400, 413, 415, 422, 503)}
 
 
-# Inference off the event loop
-
-
 class InferenceQueue:
     """One worker thread runs every model call in turn (torch modules and the tokenizer are shared);
     `run` refuses with 503 when `max_queue` calls are already waiting or running."""
@@ -176,18 +170,14 @@ class Models:
         return self.loaded[name]
 
 
-# The application
-
-
 def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_TEXT_CHARS,
                max_request_bytes: int = MAX_REQUEST_BYTES, max_queue: int = MAX_QUEUE) -> FastAPI:
     models = Models(detector, model_name)
     queue = InferenceQueue(max_queue)
-    # strict_content_type=False: a body without a Content-Type is read as JSON, as curl -d and the old server did.
+    # strict_content_type=False: a body sent with no Content-Type at all is read as JSON (one of another type is 415).
     app = FastAPI(title="persuasion", version=__version__, redoc_url=None, strict_content_type=False,
                   description="Find persuasion and propaganda techniques in text (SemEval-2020 Task 11).")
     app.state.queue = queue
-    app.state.max_text_chars = max_text_chars
     app.add_middleware(RequestLimits, max_request_bytes=max_request_bytes)
 
     def check_length(text: str) -> None:
@@ -252,9 +242,6 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
     app.add_exception_handler(StarletteHTTPException, http_error)
     app.add_exception_handler(Exception, server_error)
     return app
-
-
-# Errors as one-line JSON
 
 
 def error_answer(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:

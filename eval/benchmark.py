@@ -15,10 +15,9 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from persuasion.corpus import Article, merge_spans, read_ptc_articles
-from persuasion.eval.metrics import expected_calibration_error, flc_scores, si_scores, tc_scores
+from persuasion.corpus import Article, load_corpus, merge_spans
+from persuasion.eval.metrics import expected_calibration_error
 from persuasion.eval.systems import Predictions, load_system
-from persuasion.taxonomy import TECHNIQUES
 
 
 def add_arguments(parser) -> None:
@@ -50,7 +49,7 @@ def run_benchmark(data_dir, split: str, out_dir, system_name: str = "default", t
                   progress: bool = True, quantize: bool = False) -> dict | None:
     from tqdm import tqdm
 
-    articles = read_ptc_articles(data_dir, split)
+    articles = [Article.from_record(record) for record in load_corpus(data_dir, [split])[split]]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     system = load_system(system_name, data_dir, train_split, quantize)
@@ -110,14 +109,17 @@ def headline(metrics: dict) -> dict:
 
 
 def score(articles: list[Article], predictions: Predictions) -> dict:
-    """Official SI, TC and FLC scores plus calibration, for the articles that carry gold."""
+    """Official SI, TC and FLC scores (through the evaluate metric) plus calibration, for the articles with gold."""
+    from persuasion.eval import propaganda_measures  # imports evaluate, seconds: only when scoring
+
     si_gold = span_gold(articles)
-    metrics = {"si": si_scores({i: predictions.si.get(i, []) for i in si_gold}, si_gold)}
     gold = technique_gold(articles)
-    if gold:
-        techniques = list(TECHNIQUES)
-        metrics["tc"] = tc_scores({i: predictions.tc.get(i, []) for i in gold}, gold, techniques)
-        metrics["flc"] = flc_scores({i: predictions.flc.get(i, []) for i in gold}, gold, techniques)
+    records = propaganda_measures.span_records
+    system = [{"article_id": i, "si": records(predictions.si.get(i, [])), "tc": records(predictions.tc.get(i, [])),
+               "flc": records(predictions.flc.get(i, []))} for i in si_gold]
+    references = [{"article_id": i, "si": records(spans), "techniques": records(gold.get(i, [])),
+                   "has_techniques": i in gold} for i, spans in si_gold.items()]
+    metrics = propaganda_measures.load().compute(predictions=system, references=references)
     metrics["calibration"] = calibration(articles, predictions, si_gold)
     return metrics
 

@@ -37,13 +37,22 @@ class Article:
     has_gold: bool = False  # True when `spans` carry gold techniques
 
     def to_record(self) -> dict:
+        """This article as a row of `load_corpus`'s datasets (see CORPUS_FEATURES)."""
         return {
             "article_id": self.article_id,
             "text": self.text,
             "spans": [{"start": s.start, "end": s.end, "technique": s.technique or "?"} for s in self.spans],
-            "si_spans": [{"start": a, "end": b} for a, b in (self.si_spans or [])],
+            "si_spans": None if self.si_spans is None else [{"start": a, "end": b} for a, b in self.si_spans],
             "has_gold": self.has_gold,
         }
+
+    @classmethod
+    def from_record(cls, record: dict) -> "Article":
+        """The article a `load_corpus` row holds; `Article.from_record(a.to_record()) == a`."""
+        spans = [GoldSpan(s["start"], s["end"], None if s["technique"] == "?" else s["technique"])
+                 for s in record["spans"]]
+        si_spans = None if record["si_spans"] is None else [(s["start"], s["end"]) for s in record["si_spans"]]
+        return cls(record["article_id"], record["text"], spans, si_spans, record["has_gold"])
 
 
 def read_text_exact(path: Path) -> str:
@@ -162,13 +171,37 @@ def read_ptc_articles(data_dir: str | Path, split: str) -> list[Article]:
     return articles
 
 
+def corpus_features():
+    """The columns of `load_corpus`'s datasets, one row per article (or meme):
+
+    article_id  string   the number in article<ID>.txt, or the meme's id
+    text        string   the article exactly as read (BOM and CRLF kept); offsets index it
+    spans       list of {start: int64, end: int64, technique: string}: the gold technique spans, one per
+                annotation (a fragment with two techniques is listed twice); technique is "?" for the
+                spans of a TC template, which carry no gold
+    si_spans    list of {start: int64, end: int64}, or None when the split has no task-si gold
+    has_gold    bool     True when `spans` carry gold techniques
+    """
+    from datasets import Features, Value
+
+    span = {"start": Value("int64"), "end": Value("int64")}
+    return Features({"article_id": Value("string"), "text": Value("string"),
+                     "spans": [{**span, "technique": Value("string")}], "si_spans": [span],
+                     "has_gold": Value("bool")})
+
+
+def articles_dataset(articles: list[Article]):
+    """Articles as a `datasets.Dataset` with `corpus_features()`."""
+    from datasets import Dataset
+
+    return Dataset.from_list([article.to_record() for article in articles], features=corpus_features())
+
+
 def read_ptc(data_dir: str | Path, splits: tuple[str, ...] = ("train", "dev")):
     """The PTC splits as a `datasets.DatasetDict` of article records (needs the [train] extra)."""
-    from datasets import Dataset, DatasetDict
+    from datasets import DatasetDict
 
-    return DatasetDict(
-        {split: Dataset.from_list([a.to_record() for a in read_ptc_articles(data_dir, split)]) for split in splits}
-    )
+    return DatasetDict({split: articles_dataset(read_ptc_articles(data_dir, split)) for split in splits})
 
 
 def read_meme_articles(path: str | Path) -> list[Article]:
@@ -198,18 +231,38 @@ def read_meme_articles(path: str | Path) -> list[Article]:
     return articles
 
 
-def read_memes(data_dir: str | Path):
-    """The meme subtask-2 files (`training_set_task2.txt`, `dev_set_task2.txt`) as a DatasetDict."""
-    from datasets import Dataset, DatasetDict
+MEME_FILES = {"train": "training_set_task2.txt", "dev": "dev_set_task2.txt", "test": "test_set_task2.txt"}
+
+
+def read_memes(data_dir: str | Path, splits: tuple[str, ...] = ("train", "dev")):
+    """The meme subtask-2 files (see MEME_FILES) as a `datasets.DatasetDict` of meme records."""
+    from datasets import DatasetDict
 
     data_dir = Path(data_dir)
-    files = {"train": "training_set_task2.txt", "dev": "dev_set_task2.txt"}
-    return DatasetDict(
-        {
-            split: Dataset.from_list([a.to_record() for a in read_meme_articles(data_dir / name)])
-            for split, name in files.items()
-        }
-    )
+    unknown = [split for split in splits if split not in MEME_FILES]
+    if unknown:
+        raise CorpusError(f"{data_dir}: no meme split {unknown[0]!r}; the meme files are {', '.join(MEME_FILES)}")
+    return DatasetDict({split: articles_dataset(read_meme_articles(data_dir / MEME_FILES[split])) for split in splits})
+
+
+def load_corpus(folder: str | Path, splits: list[str] | tuple[str, ...] | None = None):
+    """A corpus folder as a `datasets.DatasetDict`, one dataset per split (needs the [train] extra).
+
+    `folder` is either the PTC layout (`<split>-articles/` and its labels) or the SemEval-2021 Task 6
+    meme files (MEME_FILES); `splits` defaults to every split the folder holds. The columns are
+    documented in `corpus_features`; `Article.from_record(row)` turns a row back into an Article.
+    """
+    folder = Path(folder)
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: no such folder; give a PTC folder or the meme files' folder")
+    ptc_splits = sorted(path.name[: -len("-articles")] for path in folder.glob("*-articles") if path.is_dir())
+    meme_splits = [split for split, name in MEME_FILES.items() if (folder / name).is_file()]
+    if ptc_splits:
+        return read_ptc(folder, tuple(splits or ptc_splits))
+    if meme_splits:
+        return read_memes(folder, tuple(splits or meme_splits))
+    raise CorpusError(f"{folder}: neither the PTC layout (<split>-articles/) nor the meme files "
+                      f"({', '.join(MEME_FILES.values())})")
 
 
 def merge_spans(spans) -> list[tuple[int, int]]:

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from persuasion.corpus import CorpusError, merge_spans, read_meme_articles, read_ptc, read_ptc_articles
+from persuasion.corpus import (Article, CorpusError, corpus_features, merge_spans, read_meme_articles, read_ptc,
+                               read_ptc_articles)
 from persuasion.taxonomy import MEME_TO_PTC, TECHNIQUE_INFO, TECHNIQUES
 
 
@@ -41,14 +42,39 @@ def test_dev_si_gold_is_the_union_of_technique_spans(ptc_dir):
         assert merge_spans(article.si_spans) == merge_spans((s.start, s.end) for s in article.spans)
 
 
-def test_read_ptc_gives_a_dataset_dict(ptc_dir):
-    datasets = read_ptc(ptc_dir, ("dev",))
-    assert datasets["dev"].num_rows == 75
-    assert set(datasets["dev"].column_names) == {"article_id", "text", "spans", "si_spans", "has_gold"}
-    assert sum(len(record["spans"]) for record in datasets["dev"]) == 1063
-    record = next(record for record in datasets["dev"] if record["spans"])
+def test_load_corpus_gives_every_ptc_split_as_a_dataset(ptc_dir):
+    from persuasion import load_corpus
+
+    corpus = load_corpus(ptc_dir)
+    assert sorted(corpus) == ["dev", "train"]
+    assert corpus["dev"].num_rows == 75 and corpus["train"].num_rows == 371
+    assert corpus["dev"].features == corpus_features()
+    assert sum(len(record["spans"]) for record in corpus["dev"]) == 1063
+    record = next(record for record in corpus["dev"] if record["spans"])
     first = record["spans"][0]
     assert record["text"][first["start"]:first["end"]].strip()
+    # Rows turn back into exactly the articles the reader gives (BOMs, CRLF and si_spans kept).
+    assert [Article.from_record(row) for row in corpus["dev"]] == read_ptc_articles(ptc_dir, "dev")
+    assert list(read_ptc(ptc_dir, ("dev",))) == ["dev"]
+
+
+def test_load_corpus_reads_the_meme_files(ptc_dir):
+    from persuasion import load_corpus
+
+    memes = load_corpus(ptc_dir.parent / "memes-semeval2021", ["dev"])
+    assert memes["dev"].num_rows == 63 and memes["dev"].features == corpus_features()
+    assert all(row["si_spans"] is None and row["has_gold"] for row in memes["dev"])
+    assert [Article.from_record(row) for row in memes["dev"]] == read_meme_articles(
+        ptc_dir.parent / "memes-semeval2021" / "dev_set_task2.txt")
+
+
+def test_load_corpus_names_a_folder_it_cannot_read(tmp_path):
+    from persuasion import load_corpus
+
+    with pytest.raises(CorpusError, match="neither the PTC layout"):
+        load_corpus(tmp_path)
+    with pytest.raises(CorpusError, match="no such folder"):
+        load_corpus(tmp_path / "missing")
 
 
 def write_split(root: Path, text: str, label_line: str, split: str = "test") -> Path:

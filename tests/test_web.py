@@ -1,4 +1,5 @@
-"""The local JSON API: same answers as the Python call, clear JSON errors, limits, concurrency."""
+"""`persuasion serve` on a real localhost server: the same answers as the Python calls, JSON errors, limits,
+OpenAPI, and concurrent requests."""
 
 from __future__ import annotations
 
@@ -26,12 +27,12 @@ def server(tiny_detector):
         yield server
 
 
-def request(server, method: str, path: str, body: bytes | None = None, headers: dict | None = None):
+def request(server, method: str, path: str, body=None, headers: dict | None = None, **options):
     """(status, headers, parsed JSON or raw bytes)"""
     host, port = server.server_address[:2]
     connection = http.client.HTTPConnection(host, port, timeout=60)
     try:
-        connection.request(method, path, body=body, headers=headers or {})
+        connection.request(method, path, body=body, headers=headers or {}, **options)
         response = connection.getresponse()
         raw = response.read()
         is_json = response.getheader("Content-Type", "").startswith("application/json")
@@ -40,16 +41,16 @@ def request(server, method: str, path: str, body: bytes | None = None, headers: 
         connection.close()
 
 
-def post_json(server, payload) -> tuple[int, dict]:
+def post_json(server, payload, path: str = "/api/detect") -> tuple[int, dict]:
     body = json.dumps(payload).encode()
-    status, _, answer = request(server, "POST", "/api/detect", body, {"Content-Type": "application/json"})
+    status, _, answer = request(server, "POST", path, body, {"Content-Type": "application/json"})
     return status, answer
 
 
 def test_healthz(server):
     status, _, answer = request(server, "GET", "/healthz")
     assert status == 200
-    assert answer["status"] == "ok" and answer["model"] == "tiny"
+    assert answer["status"] == "ok" and answer["model"] == "tiny" and answer["models"][0] == "tiny"
 
 
 def test_detect_matches_the_python_result(server, tiny_detector):
@@ -64,9 +65,65 @@ def test_detect_matches_the_python_result(server, tiny_detector):
         assert f'data-technique="{span["technique"]}" data-start="{span["start"]}"' in html
 
 
+def test_min_score_leaves_out_the_lower_spans(server, tiny_detector):
+    spans = tiny_detector.detect(TEXT).spans
+    cut = sorted(span.score for span in spans)[len(spans) // 2]
+    status, answer = post_json(server, {"text": TEXT, "min_score": cut})
+    assert status == 200
+    assert [s["score"] for s in answer["spans"]] == [span.score for span in spans if span.score >= cut]
+    assert 0 < len(answer["spans"]) < len(spans)
+    assert sum(row["count"] for row in answer["summary"]) == len(answer["spans"])
+
+
+@pytest.mark.parametrize("text", ["", "   \n\t "])
+def test_empty_text_finds_no_spans(server, text):
+    status, answer = post_json(server, {"text": text})
+    assert status == 200 and answer["spans"] == [] and answer["summary"] == []
+
+
+def test_classify_ranks_the_techniques_as_the_python_call(server, tiny_detector):
+    fragments = [(0, 36), (38, 63)]
+    status, answer = post_json(server, {"text": TEXT, "spans": [{"start": s, "end": e} for s, e in fragments]},
+                               "/api/classify")
+    assert status == 200
+    expected = tiny_detector.classify_spans(TEXT, fragments)
+    assert len(answer["spans"]) == len(fragments)
+    for (start, end), ranked, span in zip(fragments, expected, answer["spans"]):
+        assert (span["start"], span["end"], span["text"]) == (start, end, TEXT[start:end])
+        assert [(t["technique"], t["score"]) for t in span["techniques"]] == ranked
+
+
+@pytest.mark.parametrize("spans, message", [
+    ([{"start": 5, "end": 999}], "span 5-999 is not inside the text"),
+    ([{"start": 7, "end": 3}], "span 7-3 is not inside the text"),
+    ([{"start": -1, "end": 3}], "spans.0.start: Input should be greater than or equal to 0"),
+    ([{"begin": 0, "end": 3}], "spans.0.start: Field required"),
+])
+def test_classify_rejects_spans_outside_the_text(server, spans, message):
+    status, answer = post_json(server, {"text": TEXT, "spans": spans}, "/api/classify")
+    assert status == 422 and message in answer["error"]
+
+
+def test_unknown_model_is_422_naming_the_served_ones(server):
+    status, answer = post_json(server, {"text": TEXT, "model": "/etc"})
+    assert status == 422 and "'/etc' is not served here" in answer["error"] and "tiny" in answer["error"]
+
+
+def test_openapi_lists_both_endpoints_with_typed_models(server):
+    status, headers, page = request(server, "GET", "/docs")
+    assert status == 200 and headers["Content-Type"].startswith("text/html") and b"swagger" in page.lower()
+    status, _, schema = request(server, "GET", "/openapi.json")
+    assert status == 200
+    assert {"/api/detect", "/api/classify"} <= set(schema["paths"])
+    models = schema["components"]["schemas"]
+    assert {"DetectRequest", "DetectResponse", "ClassifyRequest", "ClassifyResponse"} <= set(models)
+    assert set(models["DetectRequest"]["properties"]) == {"text", "model", "min_score"}
+
+
 def test_page_and_assets_are_served(server):
     status, headers, page = request(server, "GET", "/")
     assert status == 200 and headers["Content-Type"].startswith("text/html")
+    assert "script-src 'self'" in headers["Content-Security-Policy"]
     assert b'id="text"' in page and b'id="detect"' in page and b'id="result"' in page
     assert b'data-technique="Slogans"' in page  # the legend
     for path, kind in (("/page.js", "text/javascript"), ("/highlight.css", "text/css")):
@@ -83,29 +140,43 @@ def test_script_in_text_comes_back_escaped(server):
     assert unescape(re.sub(r"<[^>]*>", "", shown)) == text
 
 
-@pytest.mark.parametrize("body, message", [
-    (b"{not json", "not valid JSON"),
-    (b"\xff\xfe\x00", "not valid JSON"),
-    (b"[1, 2]", "JSON object"),
-    (b'{"txt": "hello"}', '"text"'),
-    (b'{"text": 42}', '"text"'),
-    (b"", "not valid JSON"),
+@pytest.mark.parametrize("body, status, message", [
+    (b"{not json", 400, "not valid JSON"),
+    (b"\xff\xfe\x00", 400, "not valid JSON"),
+    (b"[1, 2]", 422, "valid dictionary"),
+    (b'{"txt": "hello"}', 422, "text: Field required"),
+    (b'{"text": 42}', 422, "text: Input should be a valid string"),
+    (b'{"text": "hi", "min_score": 2}', 422, "min_score: Input should be less than or equal to 1"),
+    (b"", 422, "body: Field required"),
 ])
-def test_bad_requests_get_a_one_line_json_error(server, body, message):
-    status, _, answer = request(server, "POST", "/api/detect", body, {"Content-Type": "application/json"})
-    assert status == 400
+def test_malformed_requests_get_a_one_line_json_error(server, body, status, message):
+    answer_status, _, answer = request(server, "POST", "/api/detect", body, {"Content-Type": "application/json"})
+    assert answer_status == status
     assert message in answer["error"] and "\n" not in answer["error"]
+    if status == 422:
+        assert answer["detail"], "the validation errors, one per problem"
 
 
-def test_bad_content_length_is_400(server):
-    status, _, answer = request(server, "POST", "/api/detect", b"{}", {"Content-Length": "abc"})
-    assert status == 400 and "Content-Length" in answer["error"]
+def test_a_body_without_content_type_is_read_as_json_and_a_form_is_415(server):
+    body = json.dumps({"text": TEXT}).encode()
+    status, _, answer = request(server, "POST", "/api/detect", body)
+    assert status == 200 and answer["spans"]
+    status, _, answer = request(server, "POST", "/api/detect", body,
+                                {"Content-Type": "application/x-www-form-urlencoded"})
+    assert status == 415 and "Content-Type: application/json" in answer["error"]
 
 
 def test_body_over_the_limit_is_413(server):
-    status, _, answer = request(server, "POST", "/api/detect", json.dumps({"text": "x" * 300_000}).encode())
+    status, _, answer = request(server, "POST", "/api/detect", b"x" * 20_000_000, {"Content-Type": "application/json"})
     assert status == 413 and "4000" in answer["error"]
     assert request(server, "GET", "/healthz")[0] == 200  # still serving
+
+
+def test_chunked_body_over_the_limit_is_413(server):
+    chunks = (b'{"text": "' + b"x" * 1000 + b'"}' for _ in range(10))
+    status, _, answer = request(server, "POST", "/api/detect", chunks, {"Content-Type": "application/json"},
+                                encode_chunked=True)
+    assert status == 413 and "4000" in answer["error"]
 
 
 def test_text_over_the_limit_is_413(server):
@@ -122,8 +193,8 @@ def test_unknown_path_is_404_and_wrong_method_is_405(server):
     assert status == 405
 
 
-def test_concurrent_requests_all_succeed_and_agree(server, tiny_detector):
-    texts = [f"Request {i}: they are lying to you, wake up! {TEXT}" for i in range(8)]
+def test_twenty_concurrent_requests_all_succeed_and_agree(server, tiny_detector):
+    texts = [f"Request {i}: they are lying to you, wake up! {TEXT}" for i in range(20)]
     expected = [tiny_detector.detect(text).to_dict() for text in texts]
     barrier = threading.Barrier(len(texts))
 
@@ -137,6 +208,25 @@ def test_concurrent_requests_all_succeed_and_agree(server, tiny_detector):
         assert status == 200
         answer.pop("html")
         assert answer == wanted
+
+
+def test_a_long_detection_blocks_neither_health_checks_nor_refusals(tiny_detector, long_article):
+    """With a queue of one, a second detection is refused (503) while the first runs, and /healthz answers."""
+    text = long_article  # about a second for the tiny model, most of it rendering the highlights
+    with running_server(tiny_detector, max_text_chars=len(text), max_request_bytes=4 * len(text),
+                        max_queue=1) as busy, ThreadPoolExecutor(1) as pool:
+        long_request = pool.submit(post_json, busy, {"text": text})
+        refused = None
+        while refused is None and not long_request.done():
+            assert request(busy, "GET", "/healthz")[0] == 200
+            status, headers, answer = request(busy, "POST", "/api/detect", json.dumps({"text": "hi"}).encode())
+            if status == 503:
+                refused = (headers, answer)
+                assert not long_request.done()
+        assert refused is not None, "the long detection ended before a second request was refused"
+        assert long_request.result()[0] == 200
+    headers, answer = refused
+    assert headers["Retry-After"] == "1" and "busy" in answer["error"]
 
 
 def test_binds_to_localhost_by_default(tiny_detector):

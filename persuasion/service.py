@@ -1,0 +1,327 @@
+"""The JSON API and web page of `persuasion serve`, on FastAPI (needs the [serve] extra).
+
+    POST /api/detect     DetectRequest   -> DetectResponse     technique spans in a text
+    POST /api/classify   ClassifyRequest -> ClassifyResponse   the 14 techniques ranked for spans you give
+    GET  /healthz        Health
+    GET  /docs           the OpenAPI page (/openapi.json)
+    GET  /               the page: paste text or open a .txt file, see the highlighted techniques
+
+Errors are JSON: {"error": "one line", "detail": [...]}; 400 for a body that is not JSON, 422 for JSON
+that does not fit the request model, 413 over the size limits, 415 for a body sent as another type
+(no Content-Type is read as JSON), 503 while the queue is full.
+
+Inference runs in one worker thread, so the event loop keeps answering (health checks, errors,
+queued requests) while the model works; at most `max_queue` requests wait or run at a time.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from importlib import resources
+
+from fastapi import FastAPI, HTTPException
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse, Response
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from persuasion import __version__
+from persuasion.highlight import STYLESHEET, legend_html, result_html
+from persuasion.named_models import MODEL_NAMES, load_model
+from persuasion.result import DetectionResult
+from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
+
+MAX_CLASSIFY_SPANS = 1_000
+# Scripts only from this server, so markup that slipped through escaping still could not run.
+# Not on /docs: its page loads Swagger UI's scripts from a CDN.
+CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
+                           "object-src 'none'; base-uri 'none'; frame-ancestors 'none'")
+UNGUARDED_PATHS = ("/docs", "/openapi.json")
+
+log = logging.getLogger("persuasion.serve")
+
+
+class StrictModel(BaseModel):
+    model_config = ConfigDict(extra="forbid")  # a misspelt field is an error, not silently ignored
+
+
+class DetectRequest(StrictModel):
+    text: str = Field(description="the text to search; an empty text finds no spans")
+    model: str | None = Field(None, description='"default", "fast" or the model the server started with; '
+                                                "omit for the server's model")
+    min_score: float = Field(0.0, ge=0.0, le=1.0, description="leave out spans scoring below this")
+
+
+class SpanAnswer(BaseModel):
+    start: int = Field(description="offset of the first character, in Python characters")
+    end: int = Field(description="offset after the last character: text[start:end] == span text")
+    text: str
+    technique: str
+    score: float
+
+
+class SentenceAnswer(BaseModel):
+    start: int
+    end: int
+    score: float = Field(description="p(the sentence holds a technique span)")
+
+
+class SummaryRow(BaseModel):
+    technique: str
+    count: int
+    max_score: float
+
+
+class DetectResponse(BaseModel):
+    spans: list[SpanAnswer]
+    sentences: list[SentenceAnswer]
+    summary: list[SummaryRow] = Field(description="count and highest score per technique, most frequent first")
+    html: str = Field(description="the text with its spans highlighted, escaped, as the page shows it")
+
+
+class Fragment(StrictModel):
+    start: int = Field(ge=0)
+    end: int = Field(ge=1)
+
+
+class ClassifyRequest(StrictModel):
+    text: str
+    spans: list[Fragment] = Field(max_length=MAX_CLASSIFY_SPANS, description="fragments of the text to classify")
+    model: str | None = Field(None, description="as for /api/detect")
+
+
+class TechniqueScore(BaseModel):
+    technique: str
+    score: float = Field(description="calibrated p(the fragment uses this technique)")
+
+
+class ClassifiedSpan(BaseModel):
+    start: int
+    end: int
+    text: str
+    techniques: list[TechniqueScore] = Field(description="all 14 techniques, most likely first")
+
+
+class ClassifyResponse(BaseModel):
+    spans: list[ClassifiedSpan]
+
+
+class Health(BaseModel):
+    status: str
+    model: str
+    models: list[str] = Field(description="the names a request's model may take")
+    max_text_chars: int
+
+
+class ErrorAnswer(BaseModel):
+    error: str
+    detail: list | None = None
+
+
+ERRORS = {status: {"model": ErrorAnswer} for status in (400, 413, 415, 422, 503)}
+
+
+class InferenceQueue:
+    """One worker thread runs every model call in turn (torch modules and the tokenizer are shared);
+    `run` refuses with 503 when `max_queue` calls are already waiting or running."""
+
+    def __init__(self, max_queue: int):
+        self.max_queue = max_queue
+        self.pending = 0  # changed only on the event loop's thread
+        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persuasion-inference")
+
+    async def run(self, function, *args):
+        if self.pending >= self.max_queue:
+            raise HTTPException(503, f"the server is busy ({self.pending} requests queued); retry shortly",
+                                headers={"Retry-After": "1"})
+        self.pending += 1
+        try:
+            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+        finally:
+            self.pending -= 1
+
+    def close(self) -> None:
+        self.executor.shutdown(wait=False, cancel_futures=True)
+
+
+class Models:
+    """The server's own detector under its name, and the named models (MODEL_NAMES) on first request."""
+
+    def __init__(self, detector, name: str):
+        self.name = name
+        self.loaded = {name: detector}
+
+    @property
+    def names(self) -> list[str]:
+        return [self.name] + [name for name in MODEL_NAMES if name != self.name]
+
+    def check(self, name: str | None) -> str:
+        name = name or self.name
+        if name not in self.names:
+            raise HTTPException(422, f"model {name!r} is not served here; use one of {', '.join(self.names)}")
+        return name
+
+    def get(self, name: str):
+        """Call on the inference thread: loading a model takes seconds."""
+        if name not in self.loaded:
+            self.loaded[name] = load_model(name)
+        return self.loaded[name]
+
+
+def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_TEXT_CHARS,
+               max_request_bytes: int = MAX_REQUEST_BYTES, max_queue: int = MAX_QUEUE) -> FastAPI:
+    models = Models(detector, model_name)
+    queue = InferenceQueue(max_queue)
+    # strict_content_type=False: a body sent with no Content-Type at all is read as JSON (one of another type is 415).
+    app = FastAPI(title="persuasion", version=__version__, redoc_url=None, strict_content_type=False,
+                  description="Find persuasion and propaganda techniques in text (SemEval-2020 Task 11).")
+    app.state.queue = queue
+    app.add_middleware(RequestLimits, max_request_bytes=max_request_bytes)
+
+    def check_length(text: str) -> None:
+        if len(text) > max_text_chars:
+            raise HTTPException(413, f"text has {len(text)} characters; the limit is {max_text_chars}: "
+                                     "split it, or start the server with a larger --max-text-chars")
+
+    @app.post("/api/detect", response_model=DetectResponse, responses=ERRORS,
+              summary="Find technique spans in a text")
+    async def detect(request: DetectRequest) -> dict:
+        check_length(request.text)
+        name = models.check(request.model)
+
+        def work() -> dict:
+            result = models.get(name).detect(request.text)
+            kept = DetectionResult(result.text, [s for s in result.spans if s.score >= request.min_score],
+                                   result.sentences)
+            return {**kept.to_dict(include_text=False), "html": result_html(kept)}
+
+        return await queue.run(work)
+
+    @app.post("/api/classify", response_model=ClassifyResponse, responses=ERRORS,
+              summary="Rank the techniques for fragments of a text")
+    async def classify(request: ClassifyRequest) -> dict:
+        check_length(request.text)
+        name = models.check(request.model)
+        fragments = [(span.start, span.end) for span in request.spans]
+        for start, end in fragments:
+            if not start < end <= len(request.text):
+                raise HTTPException(422, f"span {start}-{end} is not inside the text "
+                                         f"({len(request.text)} characters); give 0 <= start < end <= length")
+
+        def work() -> dict:
+            ranked = models.get(name).classify_spans(request.text, fragments)
+            return {"spans": [{"start": start, "end": end, "text": request.text[start:end],
+                               "techniques": [{"technique": t, "score": p} for t, p in techniques]}
+                              for (start, end), techniques in zip(fragments, ranked)]}
+
+        return await queue.run(work)
+
+    @app.get("/healthz", response_model=Health)
+    async def health() -> dict:
+        return {"status": "ok", "model": model_name, "models": models.names, "max_text_chars": max_text_chars}
+
+    static = resources.files("persuasion") / "web_static"
+    page = (static / "index.html").read_text(encoding="utf-8").replace("<!-- legend -->", legend_html())
+    script = (static / "page.js").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    async def send_page() -> Response:
+        return Response(page, media_type="text/html; charset=utf-8")
+
+    @app.get("/page.js", include_in_schema=False)
+    async def send_script() -> Response:
+        return Response(script, media_type="text/javascript; charset=utf-8")
+
+    @app.get("/highlight.css", include_in_schema=False)
+    async def send_stylesheet() -> Response:
+        return Response(STYLESHEET, media_type="text/css; charset=utf-8")
+
+    app.add_exception_handler(RequestValidationError, invalid_request)
+    app.add_exception_handler(StarletteHTTPException, http_error)
+    app.add_exception_handler(Exception, server_error)
+    return app
+
+
+def error_answer(status: int, message: str, detail: list | None = None, headers: dict | None = None) -> JSONResponse:
+    content = {"error": message} if detail is None else {"error": message, "detail": detail}
+    return JSONResponse(content, status_code=status, headers=headers)
+
+
+async def invalid_request(request, error: RequestValidationError) -> JSONResponse:
+    problems = error.errors()
+    detail = [{"loc": list(p["loc"]), "msg": p["msg"], "type": p["type"]} for p in problems]
+    if isinstance(error.body, bytes):  # FastAPI leaves a body it did not read as JSON as bytes
+        kind = request.headers.get("content-type", "")
+        return error_answer(415, f"send the body as JSON with the header Content-Type: application/json, not {kind}",
+                            detail)
+    not_json = next((p for p in problems if p["type"] == "json_invalid"), None)
+    if not_json is not None:
+        reason = not_json.get("ctx", {}).get("error", "")
+        return error_answer(400, f"request body is not valid JSON: {reason}".rstrip(": "), detail)
+    message = "; ".join(f"{_field(p['loc'])}: {p['msg']}" for p in problems[:3])
+    example = '{"text": "...", "spans": [{"start": 0, "end": 5}]}' if request.url.path == "/api/classify" \
+        else '{"text": "..."}'
+    return error_answer(422, f"{message}; send {example}", detail)
+
+
+def _field(location: tuple) -> str:
+    """'spans.0.end' for ("body", "spans", 0, "end"); 'body' for the body itself."""
+    return ".".join(str(part) for part in location[1:]) or "body"
+
+
+async def http_error(request, error: StarletteHTTPException) -> JSONResponse:
+    message = error.detail if isinstance(error.detail, str) else str(error.detail)
+    if isinstance(error.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body it cannot decode
+        message = f"request body is not valid JSON: not UTF-8 ({error.__cause__.reason})"
+    elif error.status_code == 404:
+        message = f"no page at {request.url.path}; try GET / or POST /api/detect"
+    elif error.status_code == 405:
+        message = f"{request.method} is not allowed on {request.url.path}; use {error.headers.get('Allow', 'GET')}"
+    return error_answer(error.status_code, message, headers=error.headers)
+
+
+async def server_error(request, error: Exception) -> JSONResponse:
+    # A bug, not the client's fault: keep serving, leave the traceback in the log.
+    log.error("request to %s failed", request.url.path, exc_info=error)
+    return error_answer(500, "the request failed inside the server; see the server log")
+
+
+class RequestLimits:
+    """ASGI middleware: bodies over `max_request_bytes` get 413 before they are read (or as soon as a
+    chunked one passes the limit), and every answer gets the page's security headers."""
+
+    def __init__(self, app, max_request_bytes: int):
+        self.app = app
+        self.max_request_bytes = max_request_bytes
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+        guarded = not scope["path"].startswith(UNGUARDED_PATHS)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                message["headers"] = list(message.get("headers", [])) + [
+                    (b"cache-control", b"no-store"), (b"x-content-type-options", b"nosniff")] + (
+                    [(b"content-security-policy", CONTENT_SECURITY_POLICY.encode())] if guarded else [])
+            await send(message)
+
+        # uvicorn has already refused a Content-Length that is not a number (400).
+        declared = dict(scope["headers"]).get(b"content-length")
+        limit = self.max_request_bytes
+        if declared is not None and int(declared) > limit:
+            answer = error_answer(413, f"request body has {int(declared)} bytes; the limit is {limit}")
+            return await answer(scope, receive, send_with_headers)
+        received = 0
+
+        async def receive_within_limit():
+            nonlocal received
+            message = await receive()
+            received += len(message.get("body", b""))
+            if received > limit:
+                raise HTTPException(413, f"request body passed {limit} bytes, the limit")
+            return message
+
+        await self.app(scope, receive_within_limit, send_with_headers)

@@ -69,7 +69,7 @@ def probe(system, articles: list[Article]) -> dict:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--data", required=True, help="folder holding ptc-semeval2020/ and memes-semeval2021/")
-    parser.add_argument("--system", default="shipped")
+    parser.add_argument("--system", default="default")
     parser.add_argument("--out", required=True, help="JSON file for the results")
     args = parser.parse_args(argv)
     data = Path(args.data)

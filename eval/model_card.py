@@ -21,7 +21,7 @@ from math import prod
 from pathlib import Path
 
 from persuasion.eval.benchmark import headline
-from persuasion.model.detector import SHIPPED_DIR
+from persuasion.model.checkpoint import SHIPPED_CONFIGS, shipped_folders
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
@@ -29,9 +29,9 @@ CARD = ROOT / "MODEL_CARD.md"
 README = ROOT / "README.md"
 TEMPLATE = Path(__file__).with_name("model_card.md.j2")
 
-# The shipped models, the default first: name -> (checkpoint folder, the config that trains it).
-# Each model's measurements live in eval/results/NAME/.
-SHIPPED_MODELS = {"default": (SHIPPED_DIR, "configs/minilm-cpu.yaml")}
+# The shipped models, the default first: name -> (checkpoint folder, the config that trains it); the
+# default is listed once it is another model than the fast one. Each model's measurements are in eval/results/NAME/.
+SHIPPED_MODELS = {name: (folder, SHIPPED_CONFIGS[name]) for name, folder in shipped_folders().items()}
 # SemEval-2020 Task 11 winners on the official test set (Da San Martino et al., 2020, Tables 3 and 4).
 LEADERBOARD = {"si": ("Hitachi", 0.51551), "tc": ("ApplicaAI", 0.62067)}
 # README blocks between `<!-- NAME:start -->` and `<!-- NAME:end -->`, each a macro of the template.
@@ -47,19 +47,15 @@ def read_json(path: Path, required: bool = True) -> dict | None:
     return json.loads(path.read_text())
 
 
-def parameter_count(weights: Path) -> int:
-    """Parameters in a safetensors file, from its header alone (8-byte length, then JSON)."""
-    with weights.open("rb") as file:
-        header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
-    return sum(prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
-
-
-def setting(settings: dict, key: str, default=None):
-    """A persuasion.json value at the top level or one group down (decoding values may be grouped)."""
-    if key in settings:
-        return settings[key]
-    groups = [value for name, value in settings.items() if isinstance(value, dict) and name != "recipe"]
-    return next((group[key] for group in groups if key in group), default)
+def parameter_count(folder: Path) -> int:
+    """Parameters in a checkpoint's safetensors files (shards included), from their headers alone
+    (8-byte length, then JSON)."""
+    count = 0
+    for weights in folder.glob("model*.safetensors"):
+        with weights.open("rb") as file:
+            header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
+        count += sum(prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
+    return count
 
 
 def techniques(metrics: dict) -> list[dict]:
@@ -81,10 +77,10 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "name": name, "config": config,
         "base_model": settings["base_model"], "techniques": len(settings["techniques"]),
         "layers": encoder.get("num_hidden_layers"), "hidden": encoder.get("hidden_size"),
-        "parameters": parameter_count(folder / "model.safetensors"),
-        "window_tokens": setting(settings, "window_tokens"),
-        "technique_tagger": bool(setting(settings, "technique_tagger", False)),
-        "repetition_boost": setting(settings, "repetition_boost", 1.0),
+        "parameters": parameter_count(folder),
+        "window_tokens": settings["window_tokens"],
+        "technique_tagger": settings["technique_tagger"],
+        "repetition_boost": settings["decoding"]["repetition_boost"],
         "recipe": settings.get("recipe", {}),
         "dev": headline(metrics), "dev_articles": metrics["articles"], "calibration": metrics.get("calibration"),
         "per_technique": {row["name"]: row for row in rows}, "technique_order": [row["name"] for row in rows],

@@ -35,6 +35,8 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"
 # The models inside the package, by the name users give (`Detector.load("fast")`, `--model fast`): the
 # default is the most accurate on validation, fast the one a laptop runs over an archive.
 SHIPPED_NAMES = ("default", "fast")
+# The recipe that trains each (README and the model card name it).
+SHIPPED_CONFIGS = {"default": "configs/mpnet-cpu.yaml", "fast": "configs/minilm-cpu.yaml"}
 
 
 class CheckpointError(PersuasionError):
@@ -73,6 +75,11 @@ def shipped_model(name: str) -> Path:
     if name == "default" and not (folder / SETTINGS_FILE).is_file():
         return SHIPPED_DIR / "fast"
     return folder
+
+
+def shipped_folders() -> dict[str, Path]:
+    """The shipped models that have a folder of their own, by name: the default only once it is not the fast one."""
+    return {name: SHIPPED_DIR / name for name in SHIPPED_NAMES if (SHIPPED_DIR / name / SETTINGS_FILE).is_file()}
 
 
 def resolve(model: str | Path | None) -> Path:

@@ -1,6 +1,7 @@
 """Model names the integrations accept (the spaCy component's and the service's `model`): a name or a folder.
 
-    load_model("default")      # the shipped model
+    load_model("default")      # the most accurate shipped model
+    load_model("fast")         # the fast one
     load_model("runs/mine")    # a trained checkpoint folder
 
 A detector is loaded once per folder and shared by every caller in the process.
@@ -13,22 +14,15 @@ from pathlib import Path
 
 from persuasion.errors import PersuasionError
 
-# name -> checkpoint folder, None for the model shipped inside the package. The one place to change when
-# "fast" and "default" ship as two folders; until then both names are the one shipped model.
-MODEL_NAMES: dict[str, str | None] = {"default": None, "fast": None}
-
 
 def model_directory(model: str | Path) -> Path:
     """The checkpoint folder a model name or path stands for."""
-    from persuasion.model.detector import SHIPPED_DIR
+    from persuasion.model.checkpoint import SETTINGS_FILE, SHIPPED_NAMES, resolve
 
-    if str(model) in MODEL_NAMES:
-        folder = MODEL_NAMES[str(model)]
-        return (SHIPPED_DIR if folder is None else Path(folder)).resolve()
-    path = Path(model)
-    if not (path / "persuasion.json").is_file():
-        raise PersuasionError(f"model {str(model)!r}: not {' or '.join(map(repr, MODEL_NAMES))} "
-                              "nor a checkpoint folder (no persuasion.json in it)")
+    path = resolve(model)
+    if not (path / SETTINGS_FILE).is_file():
+        raise PersuasionError(f"model {str(model)!r}: not {' or '.join(map(repr, SHIPPED_NAMES))} "
+                              f"nor a checkpoint folder (no {SETTINGS_FILE} in it)")
     return path.resolve()
 
 

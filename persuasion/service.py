@@ -29,7 +29,8 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from persuasion import __version__
 from persuasion.highlight import STYLESHEET, legend_html, result_html
-from persuasion.named_models import MODEL_NAMES, load_model
+from persuasion.model.checkpoint import SHIPPED_NAMES
+from persuasion.named_models import load_model
 from persuasion.result import DetectionResult
 from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 
@@ -147,7 +148,7 @@ class InferenceQueue:
 
 
 class Models:
-    """The server's own detector under its name, and the named models (MODEL_NAMES) on first request."""
+    """The server's own detector under its name, and the shipped models (SHIPPED_NAMES) on first request."""
 
     def __init__(self, detector, name: str):
         self.name = name
@@ -155,7 +156,7 @@ class Models:
 
     @property
     def names(self) -> list[str]:
-        return [self.name] + [name for name in MODEL_NAMES if name != self.name]
+        return [self.name] + [name for name in SHIPPED_NAMES if name != self.name]
 
     def check(self, name: str | None) -> str:
         name = name or self.name

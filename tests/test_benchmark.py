@@ -119,36 +119,3 @@ def test_tfidf_baseline_beats_majority_on_dev(ptc_dir, tmp_path):
     assert tfidf["tc"]["micro_f1"] > majority["tc"]["micro_f1"]
     assert tfidf["tc"]["macro_f1"] > majority["tc"]["macro_f1"]
     assert tfidf["si"]["f1"] > majority["si"]["f1"]
-
-
-def test_trained_variants_are_compared_only_on_the_same_validation_split(tmp_path, tiny_checkpoint):
-    import shutil
-
-    from persuasion.eval import ablation
-
-    data = write_corpus(tmp_path / "ptc", "train", gold=True)
-    write_corpus(data, "dev", gold=True)
-    runs = {}
-    for name, held_out in (("shipped", ["11"]), ("same", ["11"]), ("other", ["12"])):
-        runs[name] = shutil.copytree(tiny_checkpoint, tmp_path / name)
-        (runs[name] / "validation.json").write_text(json.dumps({"validation_articles": held_out, "train_minutes": 1.5}))
-
-    out = tmp_path / "trained.json"
-    assert ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
-                          "--trained", f"a twin (--set epochs=2)={runs['same']}"]) == 0
-    rows = json.loads(out.read_text())["variants"]
-    assert [row["variant"] for row in rows] == ["as shipped", "a twin (--set epochs=2)"]
-    assert rows[0]["validation"] == rows[1]["validation"] and rows[0]["dev"] == rows[1]["dev"]
-    assert set(rows[0]["dev"]) >= {"si_f1", "tc_micro_f1", "tc_macro_f1", "flc_f1"}
-
-    # A later comparison keeps the rows of checkpoints it does not score again (their runs may be gone).
-    shutil.rmtree(runs["same"])
-    third = shutil.copytree(runs["shipped"], tmp_path / "third")
-    assert ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
-                          "--trained", f"a third={third}"]) == 0
-    rows = json.loads(out.read_text())["variants"]
-    assert [row["variant"] for row in rows] == ["as shipped", "a twin (--set epochs=2)", "a third"]
-
-    with pytest.raises(SystemExit, match="other articles"):
-        ablation.main(["--data", str(data), "--checkpoint", str(runs["shipped"]), "--out", str(out),
-                       "--trained", f"elsewhere={runs['other']}"])

@@ -115,7 +115,7 @@ def test_errors_are_shown_not_thrown(server, page):
 def test_screenshot_of_the_shipped_model(page):
     from persuasion import Detector
 
-    with running_server(Detector.load(), model_name="shipped") as server:
+    with running_server(Detector.load(), model_name="default") as server:
         expected = assert_page_shows_api_spans(page, server, SCREENSHOT_TEXT)
     assert expected["spans"], "the shipped model found nothing in the screenshot text"
     path = Path(os.environ["PERSUASION_SCREENSHOT"])

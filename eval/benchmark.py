@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from persuasion.corpus import Article, load_corpus, merge_spans
+from persuasion.corpus import Article, load_corpus
 from persuasion.eval.metrics import expected_calibration_error
 from persuasion.eval.systems import Predictions, load_system
 
@@ -91,8 +91,9 @@ def write_submissions(articles: list[Article], predictions: Predictions, split: 
 
 
 def span_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
-    """SI gold of the articles that have any: the task-si spans, else the union of the technique spans."""
-    return {a.article_id: a.si_spans if a.si_spans is not None else merge_spans((s.start, s.end) for s in a.spans)
+    """SI gold of the articles that have any: the task-si spans as the files list them, else the technique
+    spans; the SI measure merges them as the official scorer merges its gold file."""
+    return {a.article_id: a.si_spans if a.si_spans is not None else [(s.start, s.end) for s in a.spans]
             for a in articles if a.has_gold or a.si_spans is not None}
 
 

@@ -5,10 +5,15 @@ pooled over all articles,
 
     P = 1/|S| * sum_{s in S, t in T} |s & t| / |s|        R = 1/|T| * sum_{s, t} |s & t| / |t|
 
-where, for FLC, |s & t| counts only when s and t carry the same technique. Overlapping
-spans are merged first (per technique for FLC), so no character is credited twice.
-With no predictions P is 0, with no gold R is 0, and F1 is 0 whenever P + R is 0, as in
-the official scorers.
+where, for FLC, |s & t| counts only when s and t carry the same technique. First, on both
+sides, spans that share a character are merged (per technique for FLC), as the official SI
+scorer does with -m: spans that only touch, like (0, 5) and (5, 10), stay two, and a
+duplicate is the same span. The official scorer rejects a span whose end is not after its
+start, and so do these measures. With no predictions P is 0, with no gold R is 0, F1 is 0
+when P or R is 0, and F1 is 1 when there is nothing to find and nothing was found, as in
+the official scorer. The official repository (aschern/semeval2020_task11, tools/) has no
+FLC scorer; FLC merges per technique with the same merge, as the SI scorer's own
+technique-matching path does.
 
 TC scores one technique per gold span occurrence. A fragment annotated with k techniques
 occurs k times, and the k predictions for it are matched to its gold techniques as
@@ -23,8 +28,6 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
-from persuasion.corpus import merge_spans
-
 Spans = Mapping[str, Sequence[tuple[int, int]]]
 LabelledSpans = Mapping[str, Sequence[tuple[int, int, str]]]
 
@@ -34,6 +37,28 @@ def prf(precision_numerator: float, predicted: float, recall_numerator: float, g
     recall = recall_numerator / gold if gold else 0.0
     f1 = 2 * precision * recall / (precision + recall) if precision + recall else 0.0
     return {"precision": precision, "recall": recall, "f1": f1}
+
+
+def overlap_prf(precision_credit: float, predicted: int, recall_credit: float, gold: int) -> dict:
+    """P/R/F1 of the overlap measures: `prf`, except that F1 is 1 with nothing to find and nothing found."""
+    scores = prf(precision_credit, predicted, recall_credit, gold)
+    if not predicted and not gold:
+        scores["f1"] = 1.0
+    return scores
+
+
+def merge_overlapping_spans(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The official scorer's merge, sorted: spans that share a character become one.
+
+    Spans that only touch, (0, 5) and (5, 10), stay two; duplicates become one span.
+    """
+    merged: list[list[int]] = []
+    for start, end in sorted(spans):
+        if merged and start < merged[-1][1]:
+            merged[-1][1] = max(merged[-1][1], end)
+        else:
+            merged.append([start, end])
+    return [(start, end) for start, end in merged]
 
 
 def _overlap_credit(predicted: list[tuple[int, int]], gold: list[tuple[int, int]]) -> tuple[float, float]:
@@ -62,8 +87,14 @@ def _article_ids(predicted: Mapping, gold: Mapping) -> list[str]:
     return sorted(set(predicted) | set(gold))
 
 
-def _nonempty(spans: Iterable[tuple[int, int]]) -> list[tuple[int, int]]:
-    return [(start, end) for start, end in spans if end > start]
+def _scored_spans(spans: Iterable[tuple[int, int]], article_id: str) -> list[tuple[int, int]]:
+    """The spans of one article, merged as the official scorer merges them; it rejects empty or negative ones."""
+    spans = [(start, end) for start, end in spans]
+    for start, end in spans:
+        if not 0 <= start < end:
+            raise ValueError(f"article {article_id}: span {start}-{end} is not a span (the official scorer needs "
+                             f"0 <= start < end)")
+    return merge_overlapping_spans(spans)
 
 
 def si_scores(predicted: Spans, gold: Spans) -> dict:
@@ -71,12 +102,12 @@ def si_scores(predicted: Spans, gold: Spans) -> dict:
     precision_credit = recall_credit = 0.0
     predicted_count = gold_count = 0
     for article_id in _article_ids(predicted, gold):
-        system = merge_spans(_nonempty(predicted.get(article_id, ())))
-        reference = merge_spans(_nonempty(gold.get(article_id, ())))
+        system = _scored_spans(predicted.get(article_id, ()), article_id)
+        reference = _scored_spans(gold.get(article_id, ()), article_id)
         p, r = _overlap_credit(system, reference)
         precision_credit, recall_credit = precision_credit + p, recall_credit + r
         predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
-    scores = prf(precision_credit, predicted_count, recall_credit, gold_count)
+    scores = overlap_prf(precision_credit, predicted_count, recall_credit, gold_count)
     scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
     return scores
 
@@ -94,8 +125,8 @@ def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequen
         for start, end, technique in gold.get(article_id, ()):
             by_technique_gold[technique].append((start, end))
         for technique in set(by_technique_system) | set(by_technique_gold):
-            system = merge_spans(_nonempty(by_technique_system[technique]))
-            reference = merge_spans(_nonempty(by_technique_gold[technique]))
+            system = _scored_spans(by_technique_system[technique], article_id)
+            reference = _scored_spans(by_technique_gold[technique], article_id)
             p, r = _overlap_credit(system, reference)
             counts = per_technique[technique]
             counts[0] += p
@@ -104,9 +135,9 @@ def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequen
             counts[3] += len(reference)
             precision_credit, recall_credit = precision_credit + p, recall_credit + r
             predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
-    scores = prf(precision_credit, predicted_count, recall_credit, gold_count)
+    scores = overlap_prf(precision_credit, predicted_count, recall_credit, gold_count)
     names = techniques if techniques is not None else sorted(per_technique)
-    scores["per_technique"] = {name: prf(*per_technique[name]) | {"gold": int(per_technique[name][3])}
+    scores["per_technique"] = {name: overlap_prf(*per_technique[name]) | {"gold": int(per_technique[name][3])}
                                for name in names}
     scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
     return scores

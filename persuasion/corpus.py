@@ -265,17 +265,6 @@ def load_corpus(folder: str | Path, splits: list[str] | tuple[str, ...] | None =
                       f"({', '.join(MEME_FILES.values())})")
 
 
-def merge_spans(spans) -> list[tuple[int, int]]:
-    """Union of (start, end) spans: overlapping spans become one, as the SI scorer and task-si gold do."""
-    merged: list[list[int]] = []
-    for start, end in sorted((s[0], s[1]) for s in spans):
-        if merged and start <= merged[-1][1]:
-            merged[-1][1] = max(merged[-1][1], end)
-        else:
-            merged.append([start, end])
-    return [(start, end) for start, end in merged]
-
-
 def split_by_article(articles: list[Article], fraction: float, seed: int) -> tuple[list[Article], list[Article]]:
     """Seeded split of whole articles: (train, validation), each in the input order.
 

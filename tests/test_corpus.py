@@ -4,8 +4,9 @@ from pathlib import Path
 
 import pytest
 
-from persuasion.corpus import (Article, CorpusError, corpus_features, merge_spans, read_meme_articles, read_ptc,
+from persuasion.corpus import (Article, CorpusError, corpus_features, read_meme_articles, read_ptc,
                                read_ptc_articles)
+from persuasion.eval.metrics import merge_overlapping_spans
 from persuasion.taxonomy import MEME_TO_PTC, TECHNIQUE_INFO, TECHNIQUES
 
 
@@ -39,7 +40,8 @@ def test_boms_and_line_breaks_are_kept(ptc_dir):
 def test_dev_si_gold_is_the_union_of_technique_spans(ptc_dir):
     for article in read_ptc_articles(ptc_dir, "dev"):
         assert article.si_spans is not None
-        assert merge_spans(article.si_spans) == merge_spans((s.start, s.end) for s in article.spans)
+        assert merge_overlapping_spans(article.si_spans) == merge_overlapping_spans(
+            (s.start, s.end) for s in article.spans)
 
 
 def test_load_corpus_gives_every_ptc_split_as_a_dataset(ptc_dir):

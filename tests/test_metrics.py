@@ -4,7 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persuasion.eval.metrics import expected_calibration_error, flc_scores, si_scores, tc_scores
+from persuasion.eval.metrics import (expected_calibration_error, flc_scores, merge_overlapping_spans, si_scores,
+                                     tc_scores)
 
 approx = pytest.approx
 
@@ -26,11 +27,54 @@ def test_si_pools_articles_and_divides_by_span_counts():
     assert scores["f1"] == approx(2 * (2 / 3) * 0.75 / (2 / 3 + 0.75))
 
 
-def test_si_merges_overlapping_and_nested_spans_on_both_sides():
-    # predicted 0-10 and nested 2-5 merge into 0-10; gold 0-6 and 4-10 merge into 0-10
-    scores = si_scores({"a": [(0, 10), (2, 5)]}, {"a": [(0, 6), (4, 10)]})
-    assert scores["predicted_spans"] == 1 and scores["gold_spans"] == 1
-    assert scores["f1"] == approx(1.0)
+def test_si_spans_that_only_touch_stay_two_on_both_sides():
+    # 0-2 and 2-10 share no character: two spans, as the official scorer keeps them.
+    # Predicted, against gold 0-2: P = (2/2 + 0/8) / 2 = 0.5, R = (2/2) / 1 = 1, F1 = 2 * 0.5 * 1 / 1.5 = 2/3
+    # (joined into 0-10 they would give P = 2/10).
+    scores = si_scores({"a": [(0, 2), (2, 10)]}, {"a": [(0, 2)]})
+    assert (scores["predicted_spans"], scores["gold_spans"]) == (2, 1)
+    assert (scores["precision"], scores["recall"], scores["f1"]) == (approx(0.5), approx(1.0), approx(2 / 3))
+    # Gold, against predicted 0-2: P = (2/2) / 1 = 1, R = (2/2 + 0/8) / 2 = 0.5.
+    scores = si_scores({"a": [(0, 2)]}, {"a": [(0, 2), (2, 10)]})
+    assert (scores["predicted_spans"], scores["gold_spans"]) == (1, 2)
+    assert (scores["precision"], scores["recall"]) == (approx(1.0), approx(0.5))
+
+
+def test_si_merges_spans_that_share_a_character():
+    # overlapping 0-6 and 4-10 share 4-6: one span 0-10; against gold 0-5, P = 5/10, R = 5/5
+    scores = si_scores({"a": [(0, 6), (4, 10)]}, {"a": [(0, 5)]})
+    assert scores["predicted_spans"] == 1
+    assert (scores["precision"], scores["recall"]) == (approx(0.5), approx(1.0))
+    # nested 2-5 inside 0-10 is 0-10 alone: the same figures
+    assert si_scores({"a": [(0, 10), (2, 5)]}, {"a": [(0, 5)]}) == scores
+    # duplicates are one span: 3-8 against gold 0-5 shares 3-5, P = 2/5, R = 2/5
+    scores = si_scores({"a": [(3, 8), (3, 8)]}, {"a": [(0, 5), (0, 5)]})
+    assert (scores["predicted_spans"], scores["gold_spans"]) == (1, 1)
+    assert (scores["precision"], scores["recall"]) == (approx(0.4), approx(0.4))
+    # 0-5 and 5-10 only touch, but 3-7 shares a character with each: all three are 0-10
+    assert merge_overlapping_spans([(0, 5), (5, 10), (3, 7)]) == [(0, 10)]
+
+
+def test_si_pools_touching_overlapping_nested_and_duplicate_spans():
+    predicted = {"touching": [(0, 2), (2, 10)], "overlapping": [(0, 6), (4, 10)],
+                 "nested": [(10, 20), (12, 15)], "duplicate": [(3, 8), (3, 8)]}
+    gold = {"touching": [(0, 2)], "overlapping": [(0, 5)],
+            "nested": [(10, 12), (12, 20)], "duplicate": [(0, 5), (0, 5)]}
+    # merged predicted: 0-2, 2-10 | 0-10 | 10-20 | 3-8 -> 5 spans; merged gold: 0-2 | 0-5 | 10-12, 12-20 | 0-5 -> 5
+    # P credit: (2/2 + 0/8) + 5/10 + (2/10 + 8/10) + 2/5 = 1 + 0.5 + 1 + 0.4 = 2.9
+    # R credit: 2/2 + 5/5 + (2/2 + 8/8) + 2/5 = 1 + 1 + 2 + 0.4 = 4.4
+    scores = si_scores(predicted, gold)
+    assert (scores["predicted_spans"], scores["gold_spans"]) == (5, 5)
+    precision, recall = 2.9 / 5, 4.4 / 5
+    assert scores["precision"] == approx(precision, abs=1e-12)
+    assert scores["recall"] == approx(recall, abs=1e-12)
+    assert scores["f1"] == approx(2 * precision * recall / (precision + recall), abs=1e-12)  # 0.699178...
+
+
+def test_si_rejects_spans_the_official_scorer_rejects():
+    for span in [(5, 5), (6, 5), (-1, 5)]:
+        with pytest.raises(ValueError, match="article a"):
+            si_scores({"a": [span]}, {"a": [(0, 5)]})
 
 
 def test_si_one_prediction_covering_two_gold_spans():
@@ -46,7 +90,8 @@ def test_si_empty_predictions_and_articles_without_gold():
     # predictions in an article with no gold are pure false positives
     scores = si_scores({"a": [(0, 5)], "b": [(0, 5)]}, {"a": [(0, 5)], "b": []})
     assert scores["precision"] == approx(0.5) and scores["recall"] == approx(1.0)
-    assert si_scores({}, {})["f1"] == 0.0
+    # nothing to find and nothing found: F1 is 1, as the official scorer has it
+    assert si_scores({}, {})["f1"] == 1.0
 
 
 def test_tc_duplicate_fragment_with_two_techniques_matches_as_a_multiset():
@@ -86,6 +131,19 @@ def test_flc_counts_overlap_only_between_equal_techniques():
     assert scores["per_technique"]["Doubt"]["recall"] == 0.0
 
 
+def test_flc_merges_per_technique_as_si_does():
+    # Doubt 0-2 and 2-10 only touch: two spans; Slogans 4-10 shares characters with Doubt 2-10 but is
+    # another technique, so it stays apart. Gold Doubt 0-2 and Slogans 0-6.
+    # P credit: Doubt 2/2 + 0/8, Slogans 2/6 (4-6 shared) -> 4/3 over 3 spans; R credit: 2/2 + 2/6 -> 4/3 over 2
+    predicted = {"a": [(0, 2, "Doubt"), (2, 10, "Doubt"), (4, 10, "Slogans")]}
+    gold = {"a": [(0, 2, "Doubt"), (0, 6, "Slogans")]}
+    scores = flc_scores(predicted, gold)
+    assert (scores["predicted_spans"], scores["gold_spans"]) == (3, 2)
+    assert scores["precision"] == approx((4 / 3) / 3) and scores["recall"] == approx((4 / 3) / 2)
+    doubt = scores["per_technique"]["Doubt"]
+    assert (doubt["precision"], doubt["recall"]) == (approx(0.5), approx(1.0))
+
+
 def test_flc_of_perfect_multi_technique_prediction_is_one():
     gold = {"a": [(0, 10, "Doubt"), (0, 10, "Slogans"), (20, 30, "Doubt")]}
     assert flc_scores(gold, gold)["f1"] == approx(1.0)
@@ -101,10 +159,8 @@ def test_expected_calibration_error():
 @given(st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=12),
        st.lists(st.tuples(st.integers(0, 60), st.integers(1, 15)), max_size=12))
 def test_si_credit_is_the_definition_summed_over_every_pair(predicted, gold):
-    from persuasion.corpus import merge_spans
-
-    system = merge_spans([(start, start + length) for start, length in predicted])
-    reference = merge_spans([(start, start + length) for start, length in gold])
+    system = merge_overlapping_spans([(start, start + length) for start, length in predicted])
+    reference = merge_overlapping_spans([(start, start + length) for start, length in gold])
     # The definition: every (predicted, gold) pair, overlapping or not, in the order of the formula.
     precision_credit = sum(max(0, min(s_end, t_end) - max(s_start, t_start)) / (s_end - s_start)
                            for s_start, s_end in system for t_start, t_end in reference)
@@ -113,3 +169,23 @@ def test_si_credit_is_the_definition_summed_over_every_pair(predicted, gold):
     scores = si_scores({"a": system}, {"a": reference})
     assert scores["precision"] == approx(precision_credit / len(system) if system else 0.0)
     assert scores["recall"] == approx(recall_credit / len(reference) if reference else 0.0)
+
+
+def merge_by_shared_characters(spans: list[tuple[int, int]]) -> list[tuple[int, int]]:
+    """The official definition, literally: spans as sets of characters, any two sharing one united, until none do."""
+    groups = [set(range(start, end)) for start, end in spans]
+    merged = True
+    while merged:
+        merged = False
+        for i, j in ((i, j) for i in range(len(groups)) for j in range(i + 1, len(groups))):
+            if groups[i] & groups[j]:
+                groups[i] |= groups.pop(j)
+                merged = True
+                break
+    return sorted((min(group), max(group) + 1) for group in groups)
+
+
+@given(st.lists(st.tuples(st.integers(0, 40), st.integers(1, 8)), max_size=12))
+def test_merge_is_the_official_one_on_character_sets(spans):
+    spans = [(start, start + length) for start, length in spans]
+    assert merge_overlapping_spans(spans) == merge_by_shared_characters(spans)

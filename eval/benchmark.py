@@ -93,13 +93,12 @@ def write_submissions(articles: list[Article], predictions: Predictions, split: 
 def span_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
     """SI gold of the articles that have any: the task-si spans as the files list them, else the technique
     spans; the SI measure merges them as the official scorer merges its gold file."""
-    return {a.article_id: a.si_spans if a.si_spans is not None else [(s.start, s.end) for s in a.spans]
-            for a in articles if a.has_gold or a.si_spans is not None}
+    return {a.article_id: a.si_gold() for a in articles if a.has_gold or a.si_spans is not None}
 
 
 def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
     """TC and FLC gold of the articles whose spans carry techniques."""
-    return {a.article_id: [(s.start, s.end, s.technique) for s in a.spans] for a in articles if a.has_gold}
+    return {a.article_id: a.technique_gold() for a in articles if a.has_gold}
 
 
 def headline(metrics: dict) -> dict:

@@ -15,11 +15,10 @@ import numpy as np
 import torch
 
 from persuasion.errors import PersuasionError
-from persuasion.model.windows import TokenizedDocument, sentence_bounds
+from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
 from persuasion.result import DetectionResult, SentenceScore, Span
 
 OUTSIDE, BEGIN, INSIDE = range(3)  # the span tagger's columns
-SENTENCE_BREAK = re.compile(r"[.!?]\s|\n")  # spans are not joined across these
 WORD_CHARACTER = re.compile(r"\w")
 
 
@@ -137,8 +136,8 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
     """(start, end, mean score, peak score) of runs of tokens scoring at least the extension threshold
     (span_threshold - span_extension_margin).
 
-    Runs are split where a token looks like a new beginning. Runs a few tokens apart on the same
-    line join (gap tuned on validation): the tagger often dips below the threshold inside one
+    Runs are split where a token looks like a new beginning. Runs a few tokens apart in the same
+    sentence join (gap tuned on validation): the tagger often dips below the threshold inside one
     annotated fragment.
     """
     threshold = decoding.span_threshold - decoding.span_extension_margin
@@ -154,7 +153,7 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
             last = token_runs[-1][1]
             adjacent = last == token - 1
             bridgeable = (not adjacent and token - last - 1 <= gap
-                          and not SENTENCE_BREAK.search(text[offsets[last][1]: offsets[token][0]]))
+                          and not SENTENCE_END.search(text[offsets[last][1]: offsets[token][0]]))
             if (adjacent or bridgeable) and continues[token]:
                 token_runs[-1][1] = token
                 continue

@@ -36,6 +36,14 @@ class Article:
     si_spans: list[tuple[int, int]] | None = None  # task-si gold, None when the split has none
     has_gold: bool = False  # True when `spans` carry gold techniques
 
+    def si_gold(self) -> list[tuple[int, int]]:
+        """The span identification gold: the task-si spans where the split has them, else the technique spans."""
+        return list(self.si_spans) if self.si_spans is not None else [(s.start, s.end) for s in self.spans]
+
+    def technique_gold(self) -> list[tuple[int, int, str]]:
+        """The technique classification gold: every technique span occurrence, in file order."""
+        return [(s.start, s.end, s.technique) for s in self.spans]
+
     def to_record(self) -> dict:
         """This article as a row of `load_corpus`'s datasets (see CORPUS_FEATURES)."""
         return {

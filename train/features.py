@@ -56,12 +56,9 @@ def propaganda_regions(spans) -> list[tuple[int, int]]:
 def encode_article(article: Article, tokenizer, techniques: list[str], span_tags: bool = True) -> EncodedArticle:
     """Token tags and technique targets; span_tags=False leaves the tags out of the loss (IGNORE)."""
     document = tokenize_document(tokenizer, article.text)
-    # SI gold: the task-si file where it exists, else the technique spans, joined into regions on
-    # purpose: a token is either in propaganda or not.
-    region_spans = article.si_spans if article.si_spans is not None else [
-        (span.start, span.end) for span in article.spans]
+    # The SI gold joined into regions on purpose: a token is either in propaganda or not.
     tags = [OUTSIDE] * len(document.token_ids)
-    for start, end in propaganda_regions(region_spans):
+    for start, end in propaganda_regions(article.si_gold()):
         tokens = document.tokens_overlapping(start, end)
         if tokens is None:
             continue

@@ -23,7 +23,7 @@ from pathlib import Path
 import torch
 from torch.optim.swa_utils import AveragedModel
 
-from persuasion.corpus import read_meme_articles, read_ptc_articles, split_by_article
+from persuasion.corpus import Article, load_corpus, split_by_article
 from persuasion.errors import PersuasionError
 from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
 from persuasion.train.recipe import Recipe, parse_override
@@ -326,13 +326,13 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
 def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int, say) -> TrainingData:
     from persuasion.model.windows import WindowFraming
 
-    articles = read_ptc_articles(recipe.data_dir, "train")
+    articles = [Article.from_record(row) for row in load_corpus(recipe.data_dir, ["train"])["train"]]
     train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
-        memes = read_meme_articles(Path(recipe.meme_dir) / "training_set_task2.txt")
+        memes = [Article.from_record(row) for row in load_corpus(recipe.meme_dir, ["train"])["train"]]
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
     content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens

@@ -47,7 +47,8 @@ def add_arguments(parser) -> None:
     parser.add_argument("--id-field", default="id",
                         help="JSONL field / CSV column holding the document id (default: id; else file:line)")
     parser.add_argument("--pattern", default="*.txt", help="which files to take from directories (default: *.txt)")
-    parser.add_argument("--model", metavar="PATH", help="checkpoint directory (default: the shipped model)")
+    parser.add_argument("--model", metavar="NAME|PATH",
+                        help="a shipped model, default (the most accurate) or fast, or a checkpoint folder (default: default)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     parser.add_argument("--shard", metavar="K/N",
                         help="score only documents whose index %% N == K-1 (K from 1); under `accelerate "
@@ -352,8 +353,10 @@ def launcher_device() -> str | None:
 def load_detector(model: str | None, device: str | None):
     from persuasion.model.detector import Detector  # torch loads slowly: not for input errors or --help
 
-    if model is not None and not Path(model).is_dir():
-        raise PersuasionError(f"--model {model}: no such checkpoint directory")
+    from persuasion.model.checkpoint import SHIPPED_NAMES
+
+    if model is not None and model not in SHIPPED_NAMES and not Path(model).is_dir():
+        raise PersuasionError(f"--model {model}: not {' or '.join(SHIPPED_NAMES)} nor a checkpoint directory")
     return Detector.load(model, device=device)
 
 

@@ -7,6 +7,7 @@ checkpoint's tuned decoding.
 
 from __future__ import annotations
 
+import copy
 import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
@@ -76,13 +77,14 @@ class Detector:
 
     def with_decoding(self, decoding: Decoding) -> "Detector":
         """The same network under another decoding (the network is shared, not copied)."""
-        detector = Detector.__new__(Detector)
-        detector.__dict__.update(self.__dict__, decoding=decoding)
+        detector = copy.copy(self)
+        detector.decoding = decoding
         return detector
 
-    def with_settings(self, settings: DetectorSettings) -> "Detector":
-        detector = Detector.__new__(Detector)
-        detector.__dict__.update(self.__dict__, settings=settings, techniques=list(settings.techniques))
+    def with_stride(self, stride: int) -> "Detector":
+        """The same network reading windows `stride` content tokens apart."""
+        detector = copy.copy(self)
+        detector.settings = replace(self.settings, window_stride=stride)
         return detector
 
     # Detection
@@ -152,6 +154,3 @@ class Detector:
         return [DocumentScores(texts[index], document, self.techniques, windows[index], classifier, offset,
                                technique_sums[index] / np.maximum(counts[index], 1) if tagger else None)
                 for index, document in enumerate(documents)]
-
-    def with_stride(self, stride: int) -> "Detector":
-        return self.with_settings(replace(self.settings, window_stride=stride))

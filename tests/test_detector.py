@@ -363,10 +363,10 @@ def test_unknown_settings_in_a_checkpoint_are_an_error(tmp_path, tiny_checkpoint
 
     copy = Path(shutil.copytree(tiny_checkpoint, tmp_path / "copy"))
     settings = json.loads((copy / "persuasion.json").read_text())
-    (copy / "persuasion.json").write_text(json.dumps(settings | {"sentence_head": True}))
-    with pytest.raises(CheckpointError, match="unknown setting.*sentence_head"):
+    (copy / "persuasion.json").write_text(json.dumps(settings | {"window_size": 64}))
+    with pytest.raises(CheckpointError, match="unknown setting.*window_size"):
         Detector.load(copy)
-    settings["decoding"]["sentence_gate"] = 1.0
+    settings["decoding"]["span_treshold"] = 0.4
     (copy / "persuasion.json").write_text(json.dumps(settings))
-    with pytest.raises(PersuasionError, match="unknown decoding key.*sentence_gate"):
+    with pytest.raises(PersuasionError, match="unknown decoding key.*span_treshold"):
         Detector.load(copy)

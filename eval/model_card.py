@@ -138,7 +138,7 @@ def measure(data: Path) -> None:
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "baselines-dev.json").write_text(json.dumps(baselines, indent=2) + "\n")
     for name, (folder, _) in SHIPPED_MODELS.items():
-        failure_modes.main(["--data", str(data), "--system", str(folder), "--out", str(RESULTS / name / "failure_modes.json")])
+        failure_modes.main(["--data", str(data), "--system", name, "--out", str(RESULTS / name / "failure_modes.json")])
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -137,7 +137,7 @@ def measure(data: Path) -> None:
                                               progress=False)) for name in ("majority", "tfidf")}
     RESULTS.mkdir(parents=True, exist_ok=True)
     (RESULTS / "baselines-dev.json").write_text(json.dumps(baselines, indent=2) + "\n")
-    for name, (folder, _) in SHIPPED_MODELS.items():
+    for name in SHIPPED_MODELS:
         failure_modes.main(["--data", str(data), "--system", name, "--out", str(RESULTS / name / "failure_modes.json")])
 
 

@@ -112,6 +112,11 @@ def test_non_text_input_is_a_type_error(tiny_detector, value):
         list(tiny_detector.detect_many(["fine", value]))
 
 
+def test_detect_many_refuses_one_string_instead_of_scoring_each_character(tiny_detector):
+    with pytest.raises(TypeError, match="not one text"):
+        next(tiny_detector.detect_many("Wake up"))
+
+
 # Long documents
 
 

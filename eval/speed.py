@@ -1,6 +1,10 @@
 """`persuasion speed`: inference tokens/s of the detector against a plain transformers pipeline.
 
     persuasion speed --data ../shared/data/ptc-semeval2020 --split dev [--quantize] [--json speed.json]
+    persuasion speed --data ../shared/data/ptc-semeval2020 --long [--long-sizes 500000,2000000,5000000]
+
+`--long` times instead one generated document of each size (the split's text repeated): seconds,
+characters/s and the process's peak resident set while detecting it, which streaming keeps flat.
 
 Every system reads the same articles in the same run and is warmed up on one of them first.
 Tokens are the encoder tokenizer's word pieces over the texts (no special tokens), one count
@@ -23,7 +27,9 @@ from pathlib import Path
 from persuasion.corpus import read_ptc_articles
 from persuasion.errors import PersuasionError
 
-LONG_DOCUMENT_LIMIT_MIB = 1024  # one 50,000-word document must fit in 1 GiB
+LONG_DOCUMENT_LIMIT_MIB = 1024  # one 50,000-word document must fit in 1 GiB; with --long, the whole process
+LONG_SIZES = (500_000, 2_000_000, 5_000_000)  # characters
+LINEAR_TOLERANCE = 1.2  # --long: the largest document may take this much more than linear in the smallest
 
 
 @dataclass
@@ -55,7 +61,22 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--quantize", action="store_true", help="also time the int8-quantised detector (CPU only)")
     parser.add_argument("--long-words", type=int, default=50_000,
                         help="words in the synthetic long document (default: 50000; 0 skips it)")
+    parser.add_argument("--long", action="store_true",
+                        help="time one generated document of each --long-sizes instead (seconds, characters/s, "
+                             "peak memory)")
+    parser.add_argument("--long-sizes", type=parse_sizes, default=LONG_SIZES, metavar="N,N,...",
+                        help="characters in each --long document (default: 500000,2000000,5000000)")
     parser.add_argument("--json", type=Path, default=None, dest="json_path", help="also write the figures here")
+
+
+def parse_sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(size) for size in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise argparse.ArgumentTypeError(f"{value!r}: give character counts separated by commas, e.g. 500000,2000000")
+    return tuple(sorted(sizes))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -80,6 +101,8 @@ def run(args: argparse.Namespace) -> int:
         raise PersuasionError(f"{args.data}: the {args.split} split has no article with text")
 
     detector = Detector.load(checkpoint, device=device)
+    if args.long:
+        return run_long(args, detector, texts, checkpoint, device)
     tokens = sum(len(tokenize_document(detector.tokenizer, text).token_ids) for text in texts)
     print(f"persuasion speed: {args.split} split, {len(texts)} articles, {tokens:,} tokens, {device}, "
           f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}")
@@ -125,6 +148,48 @@ def run(args: argparse.Namespace) -> int:
                                         "limit_mib": LONG_DOCUMENT_LIMIT_MIB}
         args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def run_long(args: argparse.Namespace, detector, texts: list[str], checkpoint: Path, device: str) -> int:
+    """One generated document of each size, largest last: seconds, characters/s, the process's peak memory."""
+    import torch
+
+    print(f"persuasion speed --long: documents of {', '.join(f'{size:,}' for size in args.long_sizes)} characters "
+          f"from the {args.split} split, {device}, {torch.get_num_threads()} torch threads, batch {args.batch_size}, "
+          f"model {checkpoint}")
+    detector.detect(texts[0], batch_size=args.batch_size)  # warm-up
+    rows = []
+    for size in args.long_sizes:
+        text = document_of_characters(texts, size)
+        gc.collect()
+        _reset_peak()
+        start = time.perf_counter()
+        detector.detect(text, batch_size=args.batch_size)
+        seconds = time.perf_counter() - start
+        rows.append({"characters": size, "seconds": seconds, "characters_per_second": size / seconds,
+                     "peak_rss_mib": _memory_mib("VmHWM")})
+        print(f"{size:>11,} characters  {seconds:>8.1f} s  {size / seconds:>9,.0f} characters/s  "
+              f"peak {rows[-1]['peak_rss_mib']:>6.0f} MiB", flush=True)
+    smallest, largest = rows[0], rows[-1]
+    linearity = largest["seconds"] / (smallest["seconds"] * largest["characters"] / smallest["characters"])
+    peak = max(row["peak_rss_mib"] for row in rows)
+    print(f"peak memory {peak:.0f} MiB ({'within' if peak <= LONG_DOCUMENT_LIMIT_MIB else 'OVER'} the "
+          f"{LONG_DOCUMENT_LIMIT_MIB} MiB limit); the largest took {linearity:.2f}x linear in the smallest "
+          f"({'within' if linearity <= LINEAR_TOLERANCE else 'OVER'} {LINEAR_TOLERANCE}x)")
+    if not _reset_peak():
+        print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
+    if args.json_path:
+        figures = {"split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
+                   "batch_size": args.batch_size, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB,
+                   "time_ratio_to_linear": linearity, "linear_tolerance": LINEAR_TOLERANCE}
+        args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def document_of_characters(texts: list[str], characters: int) -> str:
+    """The split's articles, one after another and again, cut to `characters` characters."""
+    joined = "".join(text + "\n\n" for text in texts)
+    return (joined * (characters // len(joined) + 1))[:characters]
 
 
 def detector_runner(detector, batch_size: int) -> Callable[[list[str]], None]:

@@ -90,8 +90,9 @@ class Detector:
 
     # Detection
 
-    def detect(self, text: str, progress: Progress | None = None) -> DetectionResult:
-        return next(self.detect_many([text], progress=progress))
+    def detect(self, text: str, batch_size: int = 32, progress: Progress | None = None) -> DetectionResult:
+        """The spans and sentence scores of one text; batch_size windows per forward pass."""
+        return next(self.detect_many([text], batch_size, progress))
 
     def detect_many(self, texts: Iterable[str], batch_size: int = 32, progress: Progress | None = None
                     ) -> Iterator[DetectionResult]:

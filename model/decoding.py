@@ -31,7 +31,7 @@ class Decoding:
 
     span_threshold: float = 0.5  # token score a span must reach somewhere
     span_extension_margin: float = 0.0  # a span grows over tokens down to span_threshold less this
-    span_min_score: float = 0.0  # a span's mean token score must reach this
+    span_min_score: float = 0.0  # a span's mean token score must reach this (tuning's; min_score is the user's)
     span_gap_tokens: int = 0  # runs this few tokens apart on one line join into one span
     span_temperature: float = 1.0  # flattens or sharpens the span tagger's p(O/B/I)
     technique_temperature: float = 1.0  # flattens or sharpens p(technique | span)
@@ -51,7 +51,8 @@ class Decoding:
 
     def __post_init__(self):
         for name in ("span_calibration", "sentence_calibration"):  # JSON gives lists; equality needs tuples
-            object.__setattr__(self, name, tuple((float(raw), float(calibrated)) for raw, calibrated in getattr(self, name)))
+            knots = tuple((float(raw), float(calibrated)) for raw, calibrated in getattr(self, name))
+            object.__setattr__(self, name, knots)
 
     @classmethod
     def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":

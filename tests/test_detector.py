@@ -348,7 +348,9 @@ def test_a_checkpoint_saves_and_loads_its_decoding(tmp_path, tiny_detector, long
     from persuasion import Detector
 
     tuned = tiny_detector.with_decoding(replace(tiny_detector.decoding, span_threshold=0.35, span_gap_tokens=3,
-                                                technique_thresholds={"Doubt": 0.4}))
+                                                technique_thresholds={"Doubt": 0.4}, min_score=0.05,
+                                                span_calibration=((0.1, 0.2), (0.3, 0.4)),
+                                                sentence_calibration=[[0.0, 0.1], [1.0, 0.5]]))
     again = Detector.load(tuned.save(tmp_path / "copy", half=False), device="cpu")
     assert again.decoding == tuned.decoding and again.settings == tuned.settings
     assert again.detect(long_article[:3000]) == tuned.detect(long_article[:3000])
@@ -385,9 +387,10 @@ def test_a_run_of_tokens_without_a_word_character_is_no_span(tiny_detector):
     scores = tiny_detector.score([text])[0]
     punctuation = [text[s:e] in ("!", ".") for s, e in scores.document.offsets]
     decoding = replace(tiny_detector.decoding, span_temperature=1.0, span_gap_tokens=0)
-    only_punctuation = with_span_probabilities(scores, [0.9 if p else 0.0 for p in punctuation], [0.0] * len(punctuation))
+    never_begins = [0.0] * len(punctuation)
+    only_punctuation = with_span_probabilities(scores, [0.9 if p else 0.0 for p in punctuation], never_begins)
     assert decode_spans(only_punctuation, decoding) == []
-    words_too = with_span_probabilities(scores, [0.9] * len(punctuation), [0.0] * len(punctuation))
+    words_too = with_span_probabilities(scores, [0.9] * len(punctuation), never_begins)
     assert [text[s:e] for s, e, _ in decode_spans(words_too, decoding)] == [text]
 
 

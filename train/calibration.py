@@ -68,7 +68,8 @@ def fit_calibration(scores: list[DocumentScores], articles: list[Article], decod
     the expected calibration error before and after and the reliability rows after, for the model card."""
     uncalibrated = replace(decoding, span_calibration=(), sentence_calibration=(), min_score=0.0)
     spans, sentences = span_outcomes(scores, articles, uncalibrated), sentence_outcomes(scores, articles, uncalibrated)
-    calibrated = replace(decoding, span_calibration=monotone_knots(*spans), sentence_calibration=monotone_knots(*sentences))
+    calibrated = replace(decoding, span_calibration=monotone_knots(*spans),
+                         sentence_calibration=monotone_knots(*sentences))
     shown = replace(calibrated, min_score=0.0)
     report = {}
     for name, before, outcome in (("spans", spans, span_outcomes), ("sentences", sentences, sentence_outcomes)):

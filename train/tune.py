@@ -110,11 +110,15 @@ def classify_gold_spans(scores: list[DocumentScores], articles: list[Article], d
     return predicted
 
 
-def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Temperature minimising the negative log-likelihood of `targets` (class indices)."""
+def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray, log_weights: np.ndarray | None = None
+                    ) -> float:
+    """Temperature minimising the negative log-likelihood of `targets` (class indices), of the tempered
+    probabilities times exp(log_weights) where given."""
     best_temperature, best_loss = 1.0, float("inf")
     for temperature in TEMPERATURES:
         scaled = log_probabilities / temperature
+        if log_weights is not None:
+            scaled = scaled + log_weights
         scaled = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
         loss = -scaled[np.arange(len(targets)), targets].mean()
         if loss < best_loss:
@@ -143,15 +147,27 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding, 
 
 
 def fit_technique_temperature(scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
-    """The technique head's temperature, on the gold fragments' techniques."""
-    log_probabilities, targets = [], []
+    """The technique head's temperature, on the gold fragments' techniques, as `classify` weighs the head's
+    probabilities: p(Repetition) times the repetition boost where the fragment's words recur, times 0 where
+    they do not (the fragments annotated Repetition all the same are left out: no temperature helps them)."""
+    log_probabilities, log_weights, targets = [], [], []
     for article, document in zip(articles, scores):
         fragments = [(span.start, span.end) for span in article.spans]
-        if fragments:
-            rows, _ = head_probabilities(document, fragments, temperature=1.0)
-            log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
-            targets.extend(document.techniques.index(span.technique) for span in article.spans)
-    return fit_temperature(np.concatenate(log_probabilities), np.array(targets))
+        if not fragments:
+            continue
+        rows, classified = head_probabilities(document, fragments, temperature=1.0)
+        weights = np.ones_like(rows)
+        if "Repetition" in document.techniques:
+            for row in classified:
+                recurs = document.word_counts.recurs(document.text[slice(*fragments[row])])
+                weights[row, document.techniques.index("Repetition")] = decoding.repetition_boost if recurs else 0.0
+        log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
+        with np.errstate(divide="ignore"):
+            log_weights.append(np.log(weights))
+        targets.extend(document.techniques.index(span.technique) for span in article.spans)
+    log_weights, targets = np.concatenate(log_weights), np.array(targets)
+    possible = np.isfinite(log_weights[np.arange(len(targets)), targets])
+    return fit_temperature(np.concatenate(log_probabilities)[possible], targets[possible], log_weights[possible])
 
 
 def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], tokenizer) -> float:

@@ -143,6 +143,8 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     """One generated document of each size, largest last: seconds, characters/s, the process's peak memory."""
     import torch
 
+    from persuasion.model.streaming import release_freed_memory
+
     print(f"persuasion speed --long: documents of {', '.join(f'{size:,}' for size in sizes)} characters "
           f"from the {args.split} split, {device}, {torch.get_num_threads()} torch threads, batch {args.batch_size}, "
           f"model {checkpoint}")
@@ -151,6 +153,7 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     for size in sizes:
         text = document_of_characters(texts, size)
         gc.collect()
+        release_freed_memory()  # what the previous document left in the heap is not this one's peak
         _reset_peak()
         start = time.perf_counter()
         detector.detect(text, batch_size=args.batch_size)

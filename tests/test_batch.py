@@ -267,11 +267,11 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
 
     detect_many = Detector.detect_many
 
-    def fails_on_poison(self, texts, batch_size=32):
+    def fails_on_poison(self, texts, *options):
         texts = list(texts)
         if any("POISON" in text for text in texts):
             raise RuntimeError("CUDA out of memory\nTried to allocate 80 GiB")
-        return detect_many(self, texts, batch_size)
+        return detect_many(self, texts, *options)
 
     monkeypatch.setattr(Detector, "detect_many", fails_on_poison)
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"id": "before", "text": SENTENCE}, {"id": "bad", "text": "POISON"},

@@ -80,6 +80,7 @@ class TrainingData:
     validation_articles: list
     encoded: list  # EncodedArticle of every training text
     class_weights: torch.Tensor
+    content_tokens: int  # per window, besides the tokenizer's framing tokens
     steps_per_epoch: int
 
 
@@ -299,7 +300,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     optimizer = make_optimizer(network, recipe)
     total_steps = min(data.steps_per_epoch * recipe.epochs, recipe.max_steps or math.inf)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
-    windows = EpochWindows(data.encoded, recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens, recipe.seed)
+    windows = EpochWindows(data.encoded, data.content_tokens, recipe.seed)
     # Its own generator: the loader then draws nothing from the global RNG that dropout uses.
     loader = torch.utils.data.DataLoader(windows, batch_size=recipe.batch_size, shuffle=False,
                                          collate_fn=WindowCollator(WindowFraming.of(tokenizer), len(techniques)),
@@ -340,7 +341,7 @@ def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: in
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
     return TrainingData(train_articles, validation_articles, encoded,
                         technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting),
-                        math.ceil(windows_per_epoch / recipe.batch_size / processes))
+                        content_tokens, math.ceil(windows_per_epoch / recipe.batch_size / processes))
 
 
 def build_training_network(recipe: Recipe, techniques: list[str]) -> TrainingNetwork:

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from persuasion.corpus import Article, load_corpus
-from persuasion.eval.metrics import expected_calibration_error
+from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
 from persuasion.eval.systems import Predictions, load_system
 
 
@@ -125,7 +125,8 @@ def score(articles: list[Article], predictions: Predictions) -> dict:
 
 
 def calibration(articles: list[Article], predictions: Predictions, si_gold: dict) -> dict:
-    """Expected calibration error (10 bins) of the TC confidences and of the sentence scores."""
+    """Expected calibration error (10 bins) of the TC confidences, the span scores and the sentence scores, and
+    the reliability rows of the last two (what the model card shows)."""
     result = {}
     if predictions.tc_confidence is not None and any(a.has_gold for a in articles):
         correct = []
@@ -136,14 +137,25 @@ def calibration(articles: list[Article], predictions: Predictions, si_gold: dict
                 remaining[answer] -= 1
         result["tc_ece"] = expected_calibration_error(predictions.tc_confidence, correct)
         result["tc_answers"] = len(correct)
+    if predictions.span_scores is not None and any(a.has_gold for a in articles):
+        gold = technique_gold(articles)
+        scores, hits = [], []
+        for article_id, spans in predictions.flc.items():
+            if article_id in gold:
+                scores.extend(predictions.span_scores[article_id])
+                hits.extend(span_hits(spans, gold[article_id]))
+        result["span_ece"] = expected_calibration_error(scores, hits)
+        result["spans"] = len(scores)
+        result["span_reliability"] = reliability(scores, hits)
     if predictions.sentence_scores is not None and si_gold:
         scores, holds_span = [], []
         for article_id, gold in si_gold.items():
             for start, end, score in predictions.sentence_scores.get(article_id, []):
                 scores.append(score)
-                holds_span.append(any(s < end and start < e for s, e in gold))
+                holds_span.append(overlaps_any(start, end, gold))
         result["sentence_ece"] = expected_calibration_error(scores, holds_span)
         result["sentences"] = len(scores)
+        result["sentence_reliability"] = reliability(scores, holds_span)
     return result
 
 
@@ -155,4 +167,6 @@ def summary_line(metrics: dict) -> str:
         parts.append(f"| FLC F1 {metrics['flc']['f1']:.4f}")
     if "tc_ece" in metrics["calibration"]:
         parts.append(f"| TC ECE {metrics['calibration']['tc_ece']:.4f}")
+    if "span_ece" in metrics["calibration"]:
+        parts.append(f"| span ECE {metrics['calibration']['span_ece']:.4f}")
     return " ".join(parts)

@@ -202,3 +202,29 @@ def expected_calibration_error(confidences: Sequence[float], correct: Sequence[b
         if members.any():
             error += members.mean() * abs(correct[members].mean() - confidences[members].mean())
     return float(error)
+
+
+def reliability(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> list[dict]:
+    """The reliability diagram as rows: for each non-empty equal-width confidence bin, its bounds, how many
+    answers fell in it, their mean confidence and how often they were right."""
+    confidences = np.asarray(confidences, dtype=float)
+    correct = np.asarray(correct, dtype=float)
+    edges = np.linspace(0.0, 1.0, bins + 1)
+    which = np.clip(np.digitize(confidences, edges[1:-1], right=True), 0, bins - 1)
+    return [{"low": float(edges[index]), "high": float(edges[index + 1]), "count": int((which == index).sum()),
+             "mean_confidence": float(confidences[which == index].mean()),
+             "observed": float(correct[which == index].mean())}
+            for index in range(bins) if (which == index).any()]
+
+
+def overlaps_any(start: int, end: int, spans: Sequence[tuple[int, int]]) -> bool:
+    return any(other_start < end and start < other_end for other_start, other_end in spans)
+
+
+def span_hits(spans: Sequence[tuple[int, int, str]], gold: Sequence[tuple[int, int, str]]) -> list[bool]:
+    """For each flagged (start, end, technique), whether it overlaps a gold span of the same technique: what a
+    calibrated span score estimates."""
+    by_technique: dict[str, list[tuple[int, int]]] = {}
+    for start, end, technique in gold:
+        by_technique.setdefault(technique, []).append((start, end))
+    return [overlaps_any(start, end, by_technique.get(technique, ())) for start, end, technique in spans]

@@ -8,7 +8,8 @@ The text is the Jinja template model_card.md.j2 beside this file. Its numbers co
 checkpoint (metrics.json, the benchmark's output on dev; validation.json; persuasion.json; config.json
 and the safetensors header) and from files that commands write: eval/results/baselines-dev.json and
 eval/results/NAME/failure_modes.json (`measure`), eval/results/NAME/speed.json (`persuasion speed
---json`). The SemEval-2020 leaderboard is cited, not measured.
+--json`) and eval/results/NAME/long_documents.json (`persuasion speed --long --json`). The SemEval-2020
+leaderboard is cited, not measured.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from math import prod
 from pathlib import Path
 
 from persuasion.eval.benchmark import headline
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 from persuasion.model.checkpoint import SHIPPED_CONFIGS, shipped_folders
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -89,14 +91,16 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "validation_articles": len(validation["validation_articles"]),
         "train_minutes": validation["train_minutes"], "trained_on": validation.get("trained_on", "not recorded"),
         "probes": (read_json(RESULTS / name / "failure_modes.json", required=False) or {}).get("probes"),
+        "validation_calibration": tuned.get("calibration"),
         "speed": read_json(RESULTS / name / "speed.json", required=False),
+        "long_documents": read_json(RESULTS / name / "long_documents.json", required=False),
     }
 
 
 def context() -> dict:
     return {"models": [model_context(name, folder, config) for name, (folder, config) in SHIPPED_MODELS.items()],
             "baselines": read_json(RESULTS / "baselines-dev.json"), "leaderboard": LEADERBOARD,
-            "weak_tc_f1": WEAK_TC_F1}
+            "weak_tc_f1": WEAK_TC_F1, "max_document_characters": MAX_DOCUMENT_CHARACTERS}
 
 
 def template():

@@ -13,6 +13,7 @@ HEADLINE_MEASURES = [
     ("TC macro-F1", ("tc", "macro_f1"), "technique classification, the mean over the 14 techniques"),
     ("FLC F1", ("flc", "f1"), "spans found and their technique together: the full pipeline"),
     ("TC ECE", ("calibration", "tc_ece"), "calibration error of the technique confidences; lower is better"),
+    ("span ECE", ("calibration", "span_ece"), "calibration error of the span scores; lower is better"),
     ("sentence ECE", ("calibration", "sentence_ece"), "calibration error of the sentence scores; lower is better"),
 ]
 

@@ -1,6 +1,10 @@
 """`persuasion speed`: inference tokens/s of the detector against a plain transformers pipeline.
 
     persuasion speed --data ../shared/data/ptc-semeval2020 --split dev [--quantize] [--json speed.json]
+    persuasion speed --data ../shared/data/ptc-semeval2020 --long [--long-sizes 500000,2000000,5000000]
+
+`--long` times instead one generated document of each size (the split's text repeated): seconds,
+characters/s and the process's peak resident set while detecting it, which streaming keeps flat.
 
 Every system reads the same articles in the same run and is warmed up on one of them first.
 Tokens are the encoder tokenizer's word pieces over the texts (no special tokens), one count
@@ -23,7 +27,9 @@ from pathlib import Path
 from persuasion.corpus import read_ptc_articles
 from persuasion.errors import PersuasionError
 
-LONG_DOCUMENT_LIMIT_MIB = 1024  # one 50,000-word document must fit in 1 GiB
+LONG_DOCUMENT_LIMIT_MIB = 1024  # --long: the process's peak, model included, with a 5 M-character document
+LONG_SIZES = (500_000, 2_000_000, 5_000_000)  # characters
+LINEAR_TOLERANCE = 1.2  # --long: the largest document may take this much more than linear in the smallest
 
 
 @dataclass
@@ -53,9 +59,23 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass, for every system")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
     parser.add_argument("--quantize", action="store_true", help="also time the int8-quantised detector (CPU only)")
-    parser.add_argument("--long-words", type=int, default=50_000,
-                        help="words in the synthetic long document (default: 50000; 0 skips it)")
+    parser.add_argument("--long", action="store_true",
+                        help="time one generated document of each --long-sizes instead (seconds, characters/s, "
+                             "peak memory)")
+    parser.add_argument("--long-sizes", default=",".join(map(str, LONG_SIZES)), metavar="N,N,...",
+                        help="characters in each --long document (default: 500000,2000000,5000000)")
     parser.add_argument("--json", type=Path, default=None, dest="json_path", help="also write the figures here")
+
+
+def parse_sizes(value: str) -> tuple[int, ...]:
+    try:
+        sizes = tuple(int(size) for size in value.split(","))
+    except ValueError:
+        sizes = ()
+    if not sizes or min(sizes) < 1:
+        raise PersuasionError(f"--long-sizes {value!r}: give character counts separated by commas, "
+                              f"e.g. 500000,2000000")
+    return tuple(sorted(sizes))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -65,8 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from persuasion.model.detector import Detector
     from persuasion.model.windows import tokenize_document
 
-    if args.limit < 0 or args.batch_size < 1 or args.long_words < 0:
-        raise PersuasionError("--limit and --long-words must be 0 or more and --batch-size at least 1")
+    if args.limit < 0 or args.batch_size < 1:
+        raise PersuasionError("--limit must be 0 or more and --batch-size at least 1")
+    long_sizes = parse_sizes(args.long_sizes)
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PersuasionError("--device cuda: no CUDA device is visible; use --device cpu")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
@@ -80,17 +101,14 @@ def run(args: argparse.Namespace) -> int:
         raise PersuasionError(f"{args.data}: the {args.split} split has no article with text")
 
     detector = Detector.load(checkpoint, device=device)
+    if args.long:
+        return run_long(args, long_sizes, detector, texts, checkpoint, device)
     tokens = sum(len(tokenize_document(detector.tokenizer, text).token_ids) for text in texts)
     print(f"persuasion speed: {args.split} split, {len(texts)} articles, {tokens:,} tokens, {device}, "
           f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}")
 
     detect = detector_runner(detector, args.batch_size)
     detect(texts[:1])  # warm-up
-    long_row = None
-    if args.long_words:  # first, while the process is fresh, so "peak +" is what the document costs
-        long_text = long_document(texts, args.long_words)
-        long_tokens = len(tokenize_document(detector.tokenizer, long_text).token_ids)
-        long_row = measure(f"detector, one {args.long_words:,}-word document", detect, [long_text], long_tokens)
     rows = [measure("detector (full pipeline)", detect, texts, tokens)]
 
     reference = reference_runner(build_reference(checkpoint, detector, device), args.batch_size)
@@ -106,11 +124,7 @@ def run(args: argparse.Namespace) -> int:
     rows.append(reference_row)
     for row in rows:
         row.ratio_to_reference = row.tokens_per_second / reference_row.tokens_per_second
-    print_table(rows + ([long_row] if long_row else []))
-    if long_row:
-        verdict = "within" if long_row.peak_increase_mib <= LONG_DOCUMENT_LIMIT_MIB else "OVER"
-        print(f"long document: {long_row.seconds:.1f} s, peak memory +{long_row.peak_increase_mib:.0f} MiB "
-              f"({verdict} the {LONG_DOCUMENT_LIMIT_MIB} MiB limit)")
+    print_table(rows)
     if not _reset_peak():
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
 
@@ -118,13 +132,56 @@ def run(args: argparse.Namespace) -> int:
         figures = {
             "split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "documents": len(texts), "tokens": tokens,
-            "systems": [row.to_dict() for row in rows], "long_document": None,
+            "systems": [row.to_dict() for row in rows],
         }
-        if long_row:
-            figures["long_document"] = {**long_row.to_dict(), "words": args.long_words,
-                                        "limit_mib": LONG_DOCUMENT_LIMIT_MIB}
         args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
+
+
+def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: list[str], checkpoint: Path,
+             device: str) -> int:
+    """One generated document of each size, largest last: seconds, characters/s, the process's peak memory."""
+    import torch
+
+    from persuasion.model.streaming import release_freed_memory
+
+    print(f"persuasion speed --long: documents of {', '.join(f'{size:,}' for size in sizes)} characters "
+          f"from the {args.split} split, {device}, {torch.get_num_threads()} torch threads, batch {args.batch_size}, "
+          f"model {checkpoint}")
+    detector.detect(texts[0], batch_size=args.batch_size)  # warm-up
+    rows = []
+    for size in sizes:
+        text = document_of_characters(texts, size)
+        gc.collect()
+        release_freed_memory()  # what the previous document left in the heap is not this one's peak
+        _reset_peak()
+        start = time.perf_counter()
+        detector.detect(text, batch_size=args.batch_size)
+        seconds = time.perf_counter() - start
+        rows.append({"characters": size, "seconds": seconds, "characters_per_second": size / seconds,
+                     "peak_rss_mib": _memory_mib("VmHWM")})
+        print(f"{size:>11,} characters  {seconds:>8.1f} s  {size / seconds:>9,.0f} characters/s  "
+              f"peak {rows[-1]['peak_rss_mib']:>6.0f} MiB", flush=True)
+    smallest, largest = rows[0], rows[-1]
+    linearity = largest["seconds"] / (smallest["seconds"] * largest["characters"] / smallest["characters"])
+    peak = max(row["peak_rss_mib"] for row in rows)
+    print(f"peak memory {peak:.0f} MiB ({'within' if peak <= LONG_DOCUMENT_LIMIT_MIB else 'OVER'} the "
+          f"{LONG_DOCUMENT_LIMIT_MIB} MiB limit); the largest took {linearity:.2f}x linear in the smallest "
+          f"({'within' if linearity <= LINEAR_TOLERANCE else 'OVER'} {LINEAR_TOLERANCE}x)")
+    if not _reset_peak():
+        print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
+    if args.json_path:
+        figures = {"split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
+                   "batch_size": args.batch_size, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB,
+                   "time_ratio_to_linear": linearity, "linear_tolerance": LINEAR_TOLERANCE}
+        args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
+    return 0
+
+
+def document_of_characters(texts: list[str], characters: int) -> str:
+    """The split's articles, one after another and again, cut to `characters` characters."""
+    joined = "".join(text + "\n\n" for text in texts)
+    return (joined * (characters // len(joined) + 1))[:characters]
 
 
 def detector_runner(detector, batch_size: int) -> Callable[[list[str]], None]:
@@ -165,15 +222,6 @@ def build_reference(checkpoint: Path, detector, device: str):
     overlap = max(0, settings.window_tokens - 2 - settings.window_stride)
     return pipeline("token-classification", model=model.eval(), tokenizer=tokenizer, device=device,
                     aggregation_strategy="simple", stride=overlap)
-
-
-def long_document(texts: list[str], words: int) -> str:
-    """`words` words of the corpus's own text, repeated as often as needed, line breaks kept."""
-    pieces = re.findall(r"\S+\s*", "".join(text + "\n\n" for text in texts))
-    if not pieces:
-        raise PersuasionError("the articles hold no words to build the long document from")
-    repeated = pieces * (words // len(pieces) + 1)
-    return "".join(repeated[:words]).rstrip()
 
 
 def measure(system: str, run_system: Callable[[list[str]], object], texts: list[str], tokens: int) -> Measurement:

@@ -24,8 +24,10 @@ class Predictions:
     tc: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)  # one per span occurrence, in order
     flc: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
     # For calibration, None when a system has no scores: the confidence of each TC answer
-    # (articles in order, then lines in order) and (start, end, score) of each sentence.
+    # (articles in order, then lines in order), the score of each FLC span (in flc's order) and
+    # (start, end, score) of each sentence.
     tc_confidence: list[float] | None = None
+    span_scores: dict[str, list[float]] | None = None
     sentence_scores: dict[str, list[tuple[int, int, float]]] | None = None
 
 
@@ -60,13 +62,14 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
     """SI, TC and FLC answers of a detector under a decoding."""
     from persuasion.model.decoding import classify_occurrences, decode
 
-    predictions = Predictions(tc_confidence=[], sentence_scores={})
+    predictions = Predictions(tc_confidence=[], span_scores={}, sentence_scores={})
     for first in range(0, len(articles), batch_articles):
         batch = articles[first: first + batch_articles]
         for article, scores in zip(batch, detector.score([a.text for a in batch])):
             result = decode(scores, decoding)
             article_id = article.article_id
             predictions.flc[article_id] = [(s.start, s.end, s.technique) for s in result.spans]
+            predictions.span_scores[article_id] = [s.score for s in result.spans]
             predictions.si[article_id] = sorted({(s.start, s.end) for s in result.spans})
             predictions.sentence_scores[article_id] = [(s.start, s.end, s.score) for s in result.sentences]
             occurrences = [(span.start, span.end) for span in article.spans]

@@ -8,8 +8,10 @@ from __future__ import annotations
 
 import bisect
 import re
-from collections.abc import Mapping
-from dataclasses import asdict, dataclass, field, fields
+from array import array
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import asdict, dataclass, field, fields, replace
+from functools import cached_property
 
 import numpy as np
 import torch
@@ -28,7 +30,7 @@ class Decoding:
 
     span_threshold: float = 0.5  # token score a span must reach somewhere
     span_extension_margin: float = 0.0  # a span grows over tokens down to span_threshold less this
-    span_min_score: float = 0.0  # a span's mean token score must reach this
+    span_min_score: float = 0.0  # a span's mean token score must reach this (tuning's; min_score is the user's)
     span_gap_tokens: int = 0  # runs this few tokens apart on one line join into one span
     span_temperature: float = 1.0  # flattens or sharpens the span tagger's p(O/B/I)
     technique_temperature: float = 1.0  # flattens or sharpens p(technique | span)
@@ -36,6 +38,20 @@ class Decoding:
     technique_thresholds: Mapping[str, float] = field(default_factory=dict)  # second labels for a span above these
     repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
     repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
+    # (raw score, calibrated score) knots, increasing, read with np.interp: a span's raw score (p(span) x
+    # p(technique)) becomes P(a span flagged at that score overlaps a gold span of its technique), a sentence's
+    # (its highest p(token inside a span)) P(the sentence overlaps a gold span); both fitted on validation
+    # (train/calibration.py). Empty: the raw score.
+    span_calibration: tuple[tuple[float, float], ...] = ()
+    sentence_calibration: tuple[tuple[float, float], ...] = ()
+    # Spans whose calibrated score is below this are left out. 0 by default: every span decoding finds, so the
+    # benchmark scores what `detect` returns; raise it to see fewer spans, each more often right.
+    min_score: float = 0.0
+
+    def __post_init__(self):
+        for name in ("span_calibration", "sentence_calibration"):  # JSON gives lists; equality needs tuples
+            knots = tuple((float(raw), float(calibrated)) for raw, calibrated in getattr(self, name))
+            object.__setattr__(self, name, knots)
 
     @classmethod
     def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":
@@ -48,7 +64,18 @@ class Decoding:
     def to_dict(self) -> dict:
         values = asdict(self)
         values["technique_thresholds"] = dict(self.technique_thresholds)
+        for name in ("span_calibration", "sentence_calibration"):
+            values[name] = [list(knot) for knot in values[name]]
         return values
+
+
+def calibrate(knots: Sequence[tuple[float, float]], raw: Sequence[float]) -> list[float]:
+    """Raw scores through a monotone map given by its knots (np.interp; flat beyond the end knots): it never
+    reorders scores. No knots: the raw scores."""
+    if not knots:
+        return [float(score) for score in raw]
+    xs, ys = zip(*knots)
+    return np.interp(np.asarray(raw, dtype=np.float64), xs, ys).tolist()
 
 
 @dataclass
@@ -59,6 +86,7 @@ class WindowScores:
     token_end: int  # one past the last
     tag_log_probabilities: torch.Tensor  # (tokens, 3): log p(O/B/I) of its content tokens
     hidden: torch.Tensor  # (framing + tokens, hidden): the encoder's states, framing tokens included
+    p_technique: np.ndarray | None = None  # (tokens,): the technique tagger's p(some technique covers it)
 
 
 class SpanClassifier:
@@ -72,10 +100,51 @@ class SpanClassifier:
         return self.network.technique_logits(hidden, span_rows, bounds).float()
 
 
+class WordCounts:
+    """How often a run of words occurs in one document, whole words, case and punctuation aside.
+
+    Built once per document (a word id per word); a count looks only at the occurrences of the fragment's
+    rarest word, so counting every span of a long document costs about as much as reading it once.
+    """
+
+    def __init__(self, text: str):
+        self.vocabulary: dict[str, int] = {}
+        ids = array("i", (self.vocabulary.setdefault(word, len(self.vocabulary)) for word in _words(text)))
+        self.ids = np.frombuffer(ids, dtype=np.int32) if ids else np.zeros(0, dtype=np.int32)
+        self.positions = np.argsort(self.ids, kind="stable")  # each word's positions, in order, word by word
+        self.first = np.concatenate([[0], np.cumsum(np.bincount(self.ids, minlength=len(self.vocabulary)))])
+
+    def occurrences(self, fragment: str) -> int:
+        """Positions where the fragment's words occur in a row (overlapping ones count)."""
+        phrase = [self.vocabulary.get(word) for word in _words(fragment)]
+        if not phrase or None in phrase:
+            return 0
+        frequencies = [self.first[word + 1] - self.first[word] for word in phrase]
+        anchor = int(np.argmin(frequencies))
+        word = phrase[anchor]
+        starts = self.positions[self.first[word]: self.first[word + 1]] - anchor
+        starts = starts[(starts >= 0) & (starts <= len(self.ids) - len(phrase))]
+        matches = np.ones(len(starts), dtype=bool)
+        for offset, word in enumerate(phrase):
+            if offset != anchor:
+                matches &= self.ids[starts + offset] == word
+        return int(matches.sum())
+
+    def recurs(self, fragment: str) -> bool:
+        """Whether the fragment's words occur at least twice in the document; runs of fewer than three
+        letters never count as repeated."""
+        return len(" ".join(_words(fragment))) >= 3 and self.occurrences(fragment) >= 2
+
+
 @dataclass
 class DocumentScores:
     """The network's output for one document: per-token span scores, and the windows' states for
-    classifying any span of it. Decoding reads it and never changes it."""
+    classifying any span of it. Decoding reads it and never changes it.
+
+    It may also stand for a stretch of a long document (model/streaming.py): then `document` holds that
+    stretch's tokens, window token indices count from its first token (a window may start before it or end
+    after it) and `words` counts words over the whole text.
+    """
 
     text: str
     document: TokenizedDocument
@@ -83,21 +152,40 @@ class DocumentScores:
     windows: list[WindowScores]
     classifier: SpanClassifier
     content_offset: int  # position of a window's first content token in its hidden states
-    p_technique: np.ndarray | None = None  # per token, p(some technique's span covers it); None without a tagger
+    words: WordCounts | None = None  # of the whole text; made on first use
     _probabilities: dict = field(default_factory=dict, repr=False)  # span temperature -> (p_inside, p_begin)
+
+    def _window_means(self, rows, width: int | None = None) -> np.ndarray:
+        """Per token, the mean over the windows that see it of rows(window), which has a row per window token
+        (of `width` columns, or one value)."""
+        size = len(self.document.token_ids)
+        sums = np.zeros((size, width) if width else size, dtype=np.float64)
+        counts = np.zeros(size, dtype=np.float64)
+        for window in self.windows:
+            first, last = max(window.token_start, 0), min(window.token_end, size)  # a stretch's windows overhang it
+            if first < last:
+                sums[first:last] += rows(window)[first - window.token_start: last - window.token_start]
+                counts[first:last] += 1
+        return sums / (np.maximum(counts, 1)[:, None] if width else np.maximum(counts, 1))
 
     def span_probabilities(self, temperature: float) -> tuple[np.ndarray, np.ndarray]:
         """(p(token inside a span), p(token begins one)), averaged over the windows that see each token."""
         if temperature not in self._probabilities:
-            sums = np.zeros((len(self.document.token_ids), 3), dtype=np.float64)
-            counts = np.zeros(len(self.document.token_ids), dtype=np.float64)
-            for window in self.windows:
-                sums[window.token_start: window.token_end] += (
-                    (window.tag_log_probabilities / temperature).softmax(-1).numpy())
-                counts[window.token_start: window.token_end] += 1
-            mean = sums / np.maximum(counts, 1)[:, None]
+            mean = self._window_means(lambda window: (window.tag_log_probabilities / temperature).softmax(-1).numpy(),
+                                      width=3)
             self._probabilities[temperature] = (mean[:, BEGIN] + mean[:, INSIDE], mean[:, BEGIN])
         return self._probabilities[temperature]
+
+    @cached_property
+    def p_technique(self) -> np.ndarray | None:
+        """Per token, the technique tagger's p(some technique's span covers it); None without a tagger."""
+        if not self.windows or self.windows[0].p_technique is None:
+            return None
+        return self._window_means(lambda window: window.p_technique)
+
+    @cached_property
+    def word_counts(self) -> WordCounts:
+        return self.words if self.words is not None else WordCounts(self.text)
 
     def token_scores(self, decoding: Decoding) -> np.ndarray:
         """p(inside), mixed with the technique tagger's p(token in any technique's span) by the decoding's mix."""
@@ -109,6 +197,11 @@ class DocumentScores:
 
 def decode(scores: DocumentScores, decoding: Decoding) -> DetectionResult:
     """Spans with their techniques, and sentence scores, for one scored document."""
+    return DetectionResult(scores.text, technique_spans(scores, decoding), sentence_scores(scores, decoding))
+
+
+def technique_spans(scores: DocumentScores, decoding: Decoding) -> list[Span]:
+    """The detected spans, each with its technique (or two) and calibrated score, those below min_score left out."""
     detected = decode_spans(scores, decoding)
     spans: list[Span] = []
     if detected:
@@ -117,8 +210,9 @@ def decode(scores: DocumentScores, decoding: Decoding) -> DetectionResult:
             for technique, probability in techniques_for_span(scores.techniques, row, decoding):
                 spans.append(Span(start, end, scores.text[start:end], technique, span_score * probability))
     if decoding.repetition_rule:
-        spans = relabel_repetitions(scores.text, spans)
-    return DetectionResult(scores.text, spans, sentence_scores(scores, decoding))
+        spans = relabel_repetitions(scores.word_counts, spans)
+    calibrated = calibrate(decoding.span_calibration, [span.score for span in spans])
+    return [replace(span, score=score) for span, score in zip(spans, calibrated) if score >= decoding.min_score]
 
 
 def decode_spans(scores: DocumentScores, decoding: Decoding) -> list[tuple[int, int, float]]:
@@ -161,6 +255,8 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
     spans = []
     for first, last in token_runs:
         start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
+        if not WORD_CHARACTER.search(text, start, end):  # "!" or "..." alone is no fragment of an argument
+            continue
         run_scores = token_scores[first: last + 1]
         score, peak = float(run_scores.mean()), float(run_scores.max())
         if score >= decoding.span_min_score:
@@ -169,6 +265,22 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
                 start, score, peak = previous[0], max(score, previous[2]), max(peak, previous[3])
             spans.append((start, end, score, peak))
     return spans
+
+
+def last_safe_cut(scores: DocumentScores, decoding: Decoding) -> int | None:
+    """The last token c (0 < c < tokens) where the document can be cut in two and each part decoded alone to
+    the spans of the whole, or None: span_gap_tokens + 1 tokens before c score below the extension threshold
+    (no run joins across c) and token c starts where two word characters do not meet (snapping spans to
+    whole words cannot make two spans meet across c)."""
+    below = scores.token_scores(decoding) < decoding.span_threshold - decoding.span_extension_margin
+    positions = np.arange(len(below))
+    below_run = positions - np.maximum.accumulate(np.where(below, -1, positions))  # below-threshold tokens ending here
+    offsets, text = scores.document.offsets, scores.text
+    for cut in (np.flatnonzero(below_run[:-1] > decoding.span_gap_tokens) + 1)[::-1].tolist():
+        start = offsets[cut][0]
+        if not (start > 0 and WORD_CHARACTER.match(text[start - 1]) and WORD_CHARACTER.match(text[start])):
+            return cut
+    return None
 
 
 def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
@@ -180,9 +292,17 @@ def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     return start, end
 
 
-def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding,
-                            chunk: int = 256) -> np.ndarray:
-    """p(technique) for each (start, end), read from the window that sees the span best."""
+def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding) -> np.ndarray:
+    """p(technique) for each (start, end): the technique head's, weighed by whether the span's words recur."""
+    probabilities, classified = head_probabilities(scores, spans, decoding.technique_temperature)
+    return weigh_repetition(scores.word_counts, scores.text, scores.techniques, spans, probabilities, classified,
+                            decoding.repetition_boost)
+
+
+def head_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], temperature: float, chunk: int = 256
+                       ) -> tuple[np.ndarray, list[int]]:
+    """(the technique head's p(technique) for each (start, end), read from the window that sees the span best;
+    the rows of the spans it classified, the others being uniform)."""
     techniques = scores.techniques
     probabilities = np.full((len(spans), len(techniques)), 1.0 / len(techniques))
     windows = scores.windows
@@ -207,7 +327,7 @@ def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]]
         offset = scores.content_offset - window.token_start
         bounds.append((max(tokens[0], window.token_start) + offset, min(tokens[1], window.token_end - 1) + offset))
     if not known:
-        return probabilities
+        return probabilities, known
     stacked_windows = [windows[i].hidden for i in chosen]  # dicts keep insertion order = row order
     width = max(hidden.shape[0] for hidden in stacked_windows)
     device = scores.classifier.device
@@ -219,24 +339,27 @@ def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]]
     for first in range(0, len(known), chunk):  # chunks bound the per-span copies of window states
         logits = scores.classifier.logits(hidden, span_rows_tensor[first: first + chunk],
                                           bounds_tensor[first: first + chunk])
-        rows = (logits / decoding.technique_temperature).softmax(-1).cpu().numpy()
+        rows = (logits / temperature).softmax(-1).cpu().numpy()
         probabilities[known[first: first + chunk]] = rows
-    return boost_repetition(scores.text, techniques, spans, probabilities, decoding.repetition_boost)
+    return probabilities, known
 
 
-def boost_repetition(text: str, techniques: list[str], spans: list[tuple[int, int]], probabilities: np.ndarray,
-                     boost: float) -> np.ndarray:
-    """Raise p(Repetition) for spans whose words occur again in the document.
+def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans: list[tuple[int, int]],
+                     probabilities: np.ndarray, rows: list[int], boost: float) -> np.ndarray:
+    """Raise p(Repetition) for spans whose words occur again in the document, and rule it out for the others.
 
-    A window shows the model only ~100 tokens, so it cannot see the other occurrence itself.
+    A window shows the model only ~100 tokens, so it cannot see the other occurrence itself; and a fragment
+    that occurs once repeats nothing, however the network reads it (`detect("the")` is not Repetition): its
+    next technique takes its place.
     """
-    if boost == 1.0 or "Repetition" not in techniques:
+    if "Repetition" not in techniques:
         return probabilities
     column = techniques.index("Repetition")
-    document = _normalise(text)
-    for row, (start, end) in enumerate(spans):
-        if _recurs(text[start:end], document):
-            probabilities[row, column] *= boost
+    for row in rows:  # the spans the network classified; the others stay uniform
+        start, end = spans[row]
+        weight = boost if words.recurs(text[start:end]) else 0.0
+        if weight != 1.0 and probabilities[row].sum() > probabilities[row, column]:
+            probabilities[row, column] *= weight
             probabilities[row] /= probabilities[row].sum()
     return probabilities
 
@@ -278,22 +401,29 @@ def rank_for_occurrences(occurrences: list[tuple[int, int]], ranked_by_fragment:
     return answers
 
 
-def relabel_repetitions(text: str, spans: list[Span]) -> list[Span]:
-    document = _normalise(text)
-    return [Span(span.start, span.end, span.text, "Repetition", span.score)
-            if span.technique != "Repetition" and _recurs(span.text, document) else span
-            for span in spans]
+def relabel_repetitions(words: WordCounts, spans: list[Span]) -> list[Span]:
+    return [replace(span, technique="Repetition") if span.technique != "Repetition" and words.recurs(span.text)
+            else span for span in spans]
 
 
 def sentence_scores(scores: DocumentScores, decoding: Decoding) -> list[SentenceScore]:
-    """Each sentence's highest p(token inside a span), under the decoding's span temperature."""
+    """Each sentence's calibrated P(it overlaps a span), read from its highest p(token inside a span)."""
     p_inside, _ = scores.span_probabilities(decoding.span_temperature)
-    sentences = []
-    for start, end in sentence_bounds(scores.text):
-        tokens = scores.document.tokens_overlapping(start, end)
-        score = float(p_inside[tokens[0]: tokens[1] + 1].max()) if tokens else 0.0
-        sentences.append(SentenceScore(start, end, min(score, 1.0)))
-    return sentences
+    bounds = sentence_bounds(scores.text)
+    peaks = [sentence_peak(scores, p_inside, start, end) for start, end in bounds]
+    return calibrated_sentences(bounds, [0.0 if peak is None else peak for peak in peaks], decoding)
+
+
+def sentence_peak(scores: DocumentScores, p_inside: np.ndarray, start: int, end: int) -> float | None:
+    """The highest p(token inside a span) over the tokens of text[start:end]; None when it has none."""
+    tokens = scores.document.tokens_overlapping(start, end)
+    return float(p_inside[tokens[0]: tokens[1] + 1].max()) if tokens else None
+
+
+def calibrated_sentences(bounds: Iterable[tuple[int, int]], peaks: list[float], decoding: Decoding
+                         ) -> list[SentenceScore]:
+    calibrated = calibrate(decoding.sentence_calibration, [min(peak, 1.0) for peak in peaks])
+    return [SentenceScore(start, end, score) for (start, end), score in zip(bounds, calibrated)]
 
 
 def _centrality(window: WindowScores, tokens: tuple[int, int]) -> tuple[int, int]:
@@ -303,11 +433,5 @@ def _centrality(window: WindowScores, tokens: tuple[int, int]) -> tuple[int, int
     return covered, margin
 
 
-def _normalise(text: str) -> str:
-    return " ".join(re.findall(r"\w+", text.lower()))
-
-
-def _recurs(fragment: str, normalised_document: str) -> bool:
-    """Whether the fragment's words occur at least twice in the document (case and punctuation aside)."""
-    phrase = _normalise(fragment)
-    return len(phrase) >= 3 and normalised_document.count(phrase) >= 2
+def _words(text: str):
+    return (match.group() for match in re.finditer(r"\w+", text.lower()))

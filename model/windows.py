@@ -7,11 +7,15 @@ from __future__ import annotations
 
 import bisect
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 
 import torch
 
 SENTENCE_END = re.compile(r"(?<=[.!?])\s+|\n+")
+# Where a text may be cut to tokenize it in pieces: before a space or line break that follows a visible
+# character. Every tokenizer splits words there, and the whitespace run that follows stays whole.
+PIECE_CUT = re.compile(r"(?<=\S)[ \n]")
 
 
 @dataclass
@@ -39,6 +43,18 @@ def tokenize_document(tokenizer, text: str) -> TokenizedDocument:
     kept = [(token_id, (start, end)) for token_id, (start, end) in
             zip(encoding["input_ids"], encoding["offset_mapping"]) if end > start]
     return TokenizedDocument([token_id for token_id, _ in kept], [offset for _, offset in kept])
+
+
+def tokenize_in_pieces(tokenizer, text: str, characters: int) -> Iterator[TokenizedDocument]:
+    """tokenize_document(text) a piece of about `characters` characters at a time (PIECE_CUT says where a
+    piece ends), offsets into the whole text: joined, the pieces are the whole text's tokens."""
+    start = 0
+    while start < len(text):
+        cut = PIECE_CUT.search(text, start + characters) if start + characters < len(text) else None
+        end = cut.start() if cut else len(text)
+        piece = tokenize_document(tokenizer, text[start:end])
+        yield TokenizedDocument(piece.token_ids, [(first + start, last + start) for first, last in piece.offsets])
+        start = end
 
 
 def plan_windows(num_tokens: int, content_tokens: int, stride: int, first_start: int = 0) -> list[tuple[int, int]]:
@@ -103,11 +119,14 @@ def batch_windows(token_ids_per_window: list[list[int]], framing: WindowFraming)
 
 def sentence_bounds(text: str) -> list[tuple[int, int]]:
     """(start, end) of each non-blank sentence: split at line breaks and after . ! ?"""
-    bounds, position = [], 0
+    return list(iter_sentence_bounds(text))
+
+
+def iter_sentence_bounds(text: str) -> Iterator[tuple[int, int]]:
+    position = 0
     for match in SENTENCE_END.finditer(text):
         if text[position: match.start()].strip():
-            bounds.append((position, match.start()))
+            yield position, match.start()
         position = match.end()
     if text[position:].strip():
-        bounds.append((position, len(text)))
-    return bounds
+        yield position, len(text)

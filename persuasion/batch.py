@@ -50,6 +50,10 @@ def add_arguments(parser) -> None:
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="a shipped model, default (the most accurate) or fast, or a checkpoint folder (default: default)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
+    parser.add_argument("--min-score", type=float, metavar="S",
+                        help="leave out spans scoring below S, from 0 to 1: a span's score is about the chance that "
+                             "it overlaps a span annotators marked with its technique (default: the model's, 0, "
+                             "every span)")
     parser.add_argument("--shard", metavar="K/N",
                         help="score only documents whose index %% N == K-1 (K from 1); under `accelerate "
                              "launch` RANK and WORLD_SIZE choose it and FILE gets the suffix .rank{RANK}")
@@ -243,6 +247,8 @@ RECORDS = {"jsonl": JsonlRecords(), "csv": CsvRecords(), "text": TextRecords()}
 def run(args) -> int:
     if args.batch_size < 1:
         raise PersuasionError(f"--batch-size {args.batch_size}: must be at least 1")
+    if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
+        raise PersuasionError(f"--min-score {args.min_score}: give a score from 0 to 1")
     output, output_format, shard, device = destination(args)
     # `detect docs/ -o docs/found.txt` must not read its own output as an input when resumed
     sources = [source for source in find_sources(args.inputs, args.pattern) if not is_output(source, output)]
@@ -252,8 +258,11 @@ def run(args) -> int:
     documents = read_documents(sources, args.text_field, args.id_field, wanted=shard.holds)
     skip_resumed(documents, done, records, output)
     detector = load_detector(args.model, device)
+    if args.min_score is not None:
+        detector = detector.with_min_score(args.min_score)
     with progress_bar(args, sources, shard, len(done)) as progress:
-        scored = counted(score_documents(detector, documents, args.batch_size), progress)
+        long_document = None if args.quiet else LongDocumentProgress()
+        scored = counted(score_documents(detector, documents, args.batch_size, long_document), progress)
         if records is None:
             written, failed = write_html_report(scored, output, report_title(args.inputs))
         else:
@@ -360,22 +369,23 @@ def load_detector(model: str | None, device: str | None):
     return Detector.load(model, device=device)
 
 
-def score_documents(detector, documents: Iterable[Document], batch_size: int) -> Iterator[Scored]:
-    """(document, result) in input order."""
+def score_documents(detector, documents: Iterable[Document], batch_size: int, long_document=None
+                    ) -> Iterator[Scored]:
+    """(document, result) in input order; long_document(characters done, characters) hears how a long one goes."""
     group_size = max(1, batch_size // 4)  # as many documents as Detector.detect_many analyses together
     group: list[Document] = []
     for document in documents:
         group.append(document)
         if sum(member.error is None for member in group) >= group_size:
-            yield from score_group(detector, group, batch_size)
+            yield from score_group(detector, group, batch_size, long_document)
             group = []
-    yield from score_group(detector, group, batch_size)
+    yield from score_group(detector, group, batch_size, long_document)
 
 
-def score_group(detector, group: list[Document], batch_size: int) -> Iterator[Scored]:
+def score_group(detector, group: list[Document], batch_size: int, long_document=None) -> Iterator[Scored]:
     scorable = [document for document in group if document.error is None]
     try:
-        results = list(detector.detect_many([document.text for document in scorable], batch_size))
+        results = list(detector.detect_many([document.text for document in scorable], batch_size, long_document))
     except Exception:  # one document the model cannot take must not cost the others: score each alone
         results = [detect_alone(detector, document.text) for document in scorable]
     outcomes = iter(results)
@@ -457,6 +467,24 @@ def progress_bar(args, sources: list[Source], shard: Shard, resumed: int):
     from tqdm import tqdm
 
     return tqdm(total=total, unit="doc", desc="detect", file=sys.stderr, dynamic_ncols=True)
+
+
+class LongDocumentProgress:
+    """A bar on stderr of the characters done in a document long enough to be read stretch by stretch."""
+
+    def __init__(self):
+        self.bar = None
+
+    def __call__(self, done: int, total: int) -> None:
+        from tqdm import tqdm
+
+        if self.bar is None:
+            self.bar = tqdm(total=total, unit="char", unit_scale=True, desc="long document", file=sys.stderr,
+                            leave=False, dynamic_ncols=True, mininterval=1.0)
+        self.bar.update(done - self.bar.n)
+        if done >= total:
+            self.bar.close()
+            self.bar = None
 
 
 def counted(scored: Iterable, progress) -> Iterator:

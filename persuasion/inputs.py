@@ -20,8 +20,7 @@ from functools import partial
 from pathlib import Path
 
 from persuasion.errors import PersuasionError
-
-MAX_CHARACTERS = 5_000_000  # one document; beyond this, split it (the detector windows any length)
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS, too_long
 STDIN = "-"
 STDIN_ID = "<stdin>"
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -111,8 +110,9 @@ def pending_documents(source: Source, text_field: str, id_field: str) -> Iterato
 
 def text_problem(text: str) -> str | None:
     """Why a decoded text cannot be scored, or None; an empty text can (it has no spans)."""
-    if len(text) > MAX_CHARACTERS:
-        return f"{len(text):,} characters is over the {MAX_CHARACTERS:,}-character limit; split the document"
+    problem = too_long(len(text))
+    if problem:
+        return problem
     if "\x00" in text:
         return f"NUL character at character {text.index(chr(0))}: binary data, not text"
     surrogate = UNPAIRED_SURROGATE.search(text)
@@ -140,9 +140,9 @@ def read_text_file(name: str, index: int) -> Document:
     path = Path(name)
     try:
         size = path.stat().st_size
-        if size > 4 * MAX_CHARACTERS:  # certainly over the limit: do not read it into memory
-            return Document(name, index, name, error=f"{size:,} bytes is over the {MAX_CHARACTERS:,}-character "
-                                                     f"limit; split the document")
+        if size > 4 * MAX_DOCUMENT_CHARACTERS:  # certainly over the limit: do not read it into memory
+            return Document(name, index, name, error=f"{size:,} bytes is over the {MAX_DOCUMENT_CHARACTERS:,}-"
+                                                     f"character limit of one document; split it")
         data = path.read_bytes()
     except OSError as error:
         return Document(name, index, name, error=f"cannot read: {error.strerror or error}")
@@ -155,10 +155,10 @@ def read_stdin(index: int) -> Document:
     stream = getattr(sys.stdin, "buffer", None)
     if stream is None:
         return Document(STDIN_ID, index, STDIN_ID, error="stdin is closed or not readable")
-    data = stream.read(4 * MAX_CHARACTERS + 1)
-    if len(data) > 4 * MAX_CHARACTERS:
+    data = stream.read(4 * MAX_DOCUMENT_CHARACTERS + 1)
+    if len(data) > 4 * MAX_DOCUMENT_CHARACTERS:
         return Document(STDIN_ID, index, STDIN_ID,
-                        error=f"over the {MAX_CHARACTERS:,}-character limit; split the document")
+                        error=f"over the {MAX_DOCUMENT_CHARACTERS:,}-character limit of one document; split it")
     text, problem = decode_text(data)
     return Document(STDIN_ID, index, STDIN_ID, text=text, error=problem)
 
@@ -235,7 +235,7 @@ def pending_csv_rows(name: str, text_field: str, id_field: str) -> Iterator[Pend
     The reader is strict, so a quote that is never closed is an error, not a last row holding the rest of the file.
     """
     # Documents up to the character limit must parse, so the text-too-long error can name them.
-    csv.field_size_limit(max(csv.field_size_limit(), MAX_CHARACTERS + 1))
+    csv.field_size_limit(max(csv.field_size_limit(), MAX_DOCUMENT_CHARACTERS + 1))
     try:
         # surrogateescape: a non-UTF-8 byte spoils its row only, not the rest of the file
         file = open(name, encoding="utf-8", errors="surrogateescape", newline="")

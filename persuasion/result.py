@@ -13,14 +13,17 @@ class Span:
     end: int
     text: str
     technique: str
-    score: float  # p(fragment uses a technique) x p(it is this technique), calibrated on validation
+    # P(a span flagged at this score overlaps a span annotators marked with this technique), fitted on the
+    # validation articles from p(fragment uses a technique) x p(it is this technique); the model card shows
+    # how well it holds on dev.
+    score: float
 
 
 @dataclass(frozen=True)
 class SentenceScore:
     start: int
     end: int
-    score: float  # calibrated p(sentence contains at least one technique span)
+    score: float  # P(the sentence overlaps a technique span), fitted on validation from its highest token score
 
 
 @dataclass(frozen=True)

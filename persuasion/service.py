@@ -28,10 +28,11 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from persuasion import __version__
+from persuasion.errors import PersuasionError
 from persuasion.highlight import STYLESHEET, legend_html, result_html
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 from persuasion.model.checkpoint import SHIPPED_NAMES
 from persuasion.named_models import load_model
-from persuasion.result import DetectionResult
 from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 
 MAX_CLASSIFY_SPANS = 1_000
@@ -52,7 +53,9 @@ class DetectRequest(StrictModel):
     text: str = Field(description="the text to search; an empty text finds no spans")
     model: str | None = Field(None, description='"default", "fast" or the model the server started with; '
                                                 "omit for the server's model")
-    min_score: float = Field(0.0, ge=0.0, le=1.0, description="leave out spans scoring below this")
+    min_score: float | None = Field(None, ge=0.0, le=1.0,
+                                    description="leave out spans scoring below this; omit for the model's default "
+                                                "(0: every span)")
 
 
 class SpanAnswer(BaseModel):
@@ -60,13 +63,14 @@ class SpanAnswer(BaseModel):
     end: int = Field(description="offset after the last character: text[start:end] == span text")
     text: str
     technique: str
-    score: float
+    score: float = Field(description="P(a span flagged at this score overlaps a span annotators marked with this "
+                                     "technique), calibrated on validation")
 
 
 class SentenceAnswer(BaseModel):
     start: int
     end: int
-    score: float = Field(description="p(the sentence holds a technique span)")
+    score: float = Field(description="P(the sentence overlaps a technique span), calibrated on validation")
 
 
 class SummaryRow(BaseModel):
@@ -114,6 +118,7 @@ class Health(BaseModel):
     model: str
     models: list[str] = Field(description="the names a request's model may take")
     max_text_chars: int
+    min_score: float = Field(description="the served model's min_score when a request gives none")
 
 
 class ErrorAnswer(BaseModel):
@@ -173,6 +178,9 @@ class Models:
 
 def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_TEXT_CHARS,
                max_request_bytes: int = MAX_REQUEST_BYTES, max_queue: int = MAX_QUEUE) -> FastAPI:
+    if max_text_chars > MAX_DOCUMENT_CHARACTERS:
+        raise PersuasionError(f"max_text_chars {max_text_chars:,} is over the {MAX_DOCUMENT_CHARACTERS:,}-character "
+                              "limit of one document")
     models = Models(detector, model_name)
     queue = InferenceQueue(max_queue)
     # strict_content_type=False: a body sent with no Content-Type at all is read as JSON (one of another type is 415).
@@ -193,10 +201,11 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
         name = models.check(request.model)
 
         def work() -> dict:
-            result = models.get(name).detect(request.text)
-            kept = DetectionResult(result.text, [s for s in result.spans if s.score >= request.min_score],
-                                   result.sentences)
-            return {**kept.to_dict(include_text=False), "html": result_html(kept)}
+            detector = models.get(name)
+            if request.min_score is not None:
+                detector = detector.with_min_score(request.min_score)
+            result = detector.detect(request.text)
+            return {**result.to_dict(include_text=False), "html": result_html(result)}
 
         return await queue.run(work)
 
@@ -221,7 +230,8 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
 
     @app.get("/healthz", response_model=Health)
     async def health() -> dict:
-        return {"status": "ok", "model": model_name, "models": models.names, "max_text_chars": max_text_chars}
+        return {"status": "ok", "model": model_name, "models": models.names, "max_text_chars": max_text_chars,
+                "min_score": detector.decoding.min_score}
 
     static = resources.files("persuasion") / "web_static"
     page = (static / "index.html").read_text(encoding="utf-8").replace("<!-- legend -->", legend_html())

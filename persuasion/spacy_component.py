@@ -9,8 +9,10 @@
 
 spaCy finds the factory through the `spacy_factories` entry point, so `add_pipe` needs no import.
 
-- Each span's label is its technique; `span._.persuasion_score` is its score (also in the group's
-  `attrs["scores"]`, in span order, as spaCy's spancat stores them).
+- Each span's label is its technique; `span._.persuasion_score` is its score, the calibrated chance that it
+  overlaps a span annotators marked with that technique (also in the group's `attrs["scores"]`, in span
+  order, as spaCy's spancat stores them). `min_score` leaves out the spans below it (default: the model's,
+  0, every span), as `Detector.with_min_score` does.
 - Spans are snapped to spaCy tokens: whitespace at a fragment's edges is dropped, and an edge that
   falls inside a token moves out to that token's boundary (`alignment_mode="expand"`), so the span
   covers every token the fragment touches. Two fragments of one technique that snap to the same
@@ -44,21 +46,21 @@ if not Span.has_extension(SCORE):
 
 
 @Language.factory("persuasion", assigns=["doc.spans"],
-                  default_config={"model": "default", "min_score": 0.0, "spans_key": SPANS_KEY,
+                  default_config={"model": "default", "min_score": None, "spans_key": SPANS_KEY,
                                   "windows_per_batch": 32})
-def make_persuasion(nlp: Language, name: str, model: str, min_score: float, spans_key: str,
+def make_persuasion(nlp: Language, name: str, model: str, min_score: float | None, spans_key: str,
                     windows_per_batch: int) -> "PersuasionComponent":
-    """`model`: "default", "fast" or a checkpoint folder; spans scoring below `min_score` are left out;
-    `windows_per_batch`: windows per forward pass (detect_many's batch_size)."""
+    """`model`: "default", "fast" or a checkpoint folder; spans scoring below `min_score` are left out (None:
+    the model's default); `windows_per_batch`: windows per forward pass (detect_many's batch_size)."""
     from persuasion.named_models import load_model
 
     return PersuasionComponent(load_model(model), min_score, spans_key, windows_per_batch)
 
 
 class PersuasionComponent:
-    def __init__(self, detector, min_score: float = 0.0, spans_key: str = SPANS_KEY, windows_per_batch: int = 32):
-        self.detector = detector
-        self.min_score = min_score
+    def __init__(self, detector, min_score: float | None = None, spans_key: str = SPANS_KEY,
+                 windows_per_batch: int = 32):
+        self.detector = detector if min_score is None else detector.with_min_score(min_score)
         self.spans_key = spans_key
         self.windows_per_batch = windows_per_batch
 
@@ -72,11 +74,9 @@ class PersuasionComponent:
                 yield self.annotate(doc, result)
 
     def annotate(self, doc: Doc, result: DetectionResult) -> Doc:
-        """Put `result`'s spans (those scoring at least min_score) and sentence scores on `doc`."""
+        """Put `result`'s spans and sentence scores on `doc`."""
         chosen: dict[tuple[int, int, str], tuple[Span, float]] = {}
         for found in result.spans:
-            if found.score < self.min_score:
-                continue
             span = snap_to_tokens(doc, found.start, found.end, found.technique)
             if span is None:
                 continue

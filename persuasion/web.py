@@ -14,10 +14,13 @@ import sys
 import threading
 
 from persuasion.errors import PersuasionError
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; pass --host 0.0.0.0 to serve the network
 DEFAULT_PORT = 8000
-MAX_TEXT_CHARS = 200_000  # about 30 news articles
+# A request's text, at most: about 30 news articles, answered in seconds. A server may allow up to the limit of
+# one document (persuasion.limits, minutes each); while the one inference thread works, other requests wait.
+MAX_TEXT_CHARS = 200_000
 MAX_REQUEST_BYTES = 2_000_000
 MAX_QUEUE = 64  # requests waiting for or holding the model; more get 503
 SHUTDOWN_GRACE_S = 2
@@ -100,7 +103,8 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--model", default="default", metavar="NAME|PATH",
                         help="'default', 'fast' or a checkpoint folder (default: default, the shipped model)")
     parser.add_argument("--max-text-chars", type=int, default=MAX_TEXT_CHARS,
-                        help=f"longest text one request may send (default {MAX_TEXT_CHARS})")
+                        help=f"longest text one request may send (default {MAX_TEXT_CHARS}; at most "
+                             f"{MAX_DOCUMENT_CHARACTERS}, the limit of one document)")
     parser.add_argument("--max-queue", type=int, default=MAX_QUEUE,
                         help=f"requests that may wait for the model at once; more get 503 (default {MAX_QUEUE})")
     parser.add_argument("--quiet", action="store_true", help="do not log one line per request")
@@ -109,6 +113,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
 def run(args: argparse.Namespace) -> int:
     from persuasion.named_models import load_model
 
+    if not 1 <= args.max_text_chars <= MAX_DOCUMENT_CHARACTERS:
+        raise PersuasionError(f"--max-text-chars {args.max_text_chars}: give 1 to {MAX_DOCUMENT_CHARACTERS}, "
+                              "the limit of one document")
     service_module()  # before the model loads, so a missing extra is the first thing said
     detector = load_model(args.model)
     max_request_bytes = max(MAX_REQUEST_BYTES, 8 * args.max_text_chars)  # JSON escapes can take 6 bytes a character

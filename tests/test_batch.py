@@ -267,11 +267,11 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
 
     detect_many = Detector.detect_many
 
-    def fails_on_poison(self, texts, batch_size=32):
+    def fails_on_poison(self, texts, *options):
         texts = list(texts)
         if any("POISON" in text for text in texts):
             raise RuntimeError("CUDA out of memory\nTried to allocate 80 GiB")
-        return detect_many(self, texts, batch_size)
+        return detect_many(self, texts, *options)
 
     monkeypatch.setattr(Detector, "detect_many", fails_on_poison)
     rows = write_jsonl(tmp_path / "rows.jsonl", [{"id": "before", "text": SENTENCE}, {"id": "bad", "text": "POISON"},
@@ -293,6 +293,7 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
     (["{good}", "--resume"], "--resume needs --output"),
     ([""], "an empty INPUT"),  # `persuasion detect "$UNSET"`: not the current folder
     (["{good}", "-o", "out.pdf"], "--output out.pdf: unknown extension .pdf"),
+    (["{good}", "--min-score", "1.5"], "--min-score 1.5: give a score from 0 to 1"),
 ])
 def test_an_unusable_command_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, capsys, arguments, message):
     good = tmp_path / "good.txt"
@@ -305,6 +306,32 @@ def test_an_unusable_command_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, c
     assert captured.out == ""
     assert captured.err.count("\n") == 1 and message in captured.err
     assert sorted(path.name for path in tmp_path.iterdir()) == ["good.txt"]
+
+
+def test_min_score_leaves_out_the_spans_scoring_below_it(tmp_path, tiny_checkpoint, tiny_detector):
+    from conftest import make_article
+
+    text = make_article(400, seed=8)
+    (tmp_path / "speech.txt").write_text(text, encoding="utf-8")
+    everything = tiny_detector.detect(text).spans
+    cut = sorted(span.score for span in everything)[len(everything) // 2]
+    assert detect(tiny_checkpoint, tmp_path / "speech.txt", "--min-score", cut, "-o", tmp_path / "found.jsonl") == 0
+    kept = read_jsonl(tmp_path / "found.jsonl")[0]["spans"]
+    assert [span["score"] for span in kept] == [span.score for span in everything if span.score >= cut]
+    assert 0 < len(kept) < len(everything)
+
+
+def test_a_long_document_shows_its_progress_on_stderr(tmp_path, tiny_checkpoint, tiny_detector, capsys):
+    from conftest import make_article
+    from persuasion.model.streaming import STREAMED_CHARACTERS
+
+    text = make_article(STREAMED_CHARACTERS // 5, seed=9)
+    (tmp_path / "book.txt").write_text(text, encoding="utf-8")
+    assert main(["detect", str(tmp_path / "book.txt"), "--model", str(tiny_checkpoint), "-o",
+                 str(tmp_path / "found.jsonl")]) == 0
+    error = capsys.readouterr().err
+    assert "long document" in error and "char" in error
+    assert read_jsonl(tmp_path / "found.jsonl")[0]["spans"] == tiny_detector.detect(text).to_dict()["spans"]
 
 
 def test_existing_output_is_never_overwritten_without_resume(tmp_path, tiny_checkpoint, capsys):

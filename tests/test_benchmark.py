@@ -88,7 +88,10 @@ def test_checkpoint_system_writes_well_formed_submissions(tmp_path, tiny_checkpo
     duplicate = tc_rows[:2]
     assert duplicate[0][1] != duplicate[1][1], "a fragment listed twice gets two different techniques"
     metrics = json.loads((out / "metrics.json").read_text())
-    assert set(metrics["calibration"]) >= {"tc_ece", "sentence_ece"}
+    assert set(metrics["calibration"]) >= {"tc_ece", "span_ece", "span_reliability", "sentence_ece",
+                                            "sentence_reliability"}
+    assert sum(row["count"] for row in metrics["calibration"]["span_reliability"]) == metrics["calibration"]["spans"]
+    assert metrics["calibration"]["spans"] == len(read_rows(out / "dev-task-flc.txt"))
 
 
 def test_blind_split_writes_only_predictions(tmp_path, tiny_checkpoint, capsys):

@@ -53,8 +53,8 @@ def page(page_errors):
         browser.close()
 
 
-def api_detect(server, text: str) -> dict:
-    request = urllib.request.Request(server.url + "api/detect", data=json.dumps({"text": text}).encode(),
+def api_detect(server, text: str, **options) -> dict:
+    request = urllib.request.Request(server.url + "api/detect", data=json.dumps({"text": text, **options}).encode(),
                                      headers={"Content-Type": "application/json"})
     with urllib.request.urlopen(request, timeout=120) as response:
         return json.load(response)
@@ -95,6 +95,24 @@ def test_page_highlights_the_spans_the_api_returns(server, page, tmp_path):
     screenshot = tmp_path / "web-page.png"
     page.screenshot(path=str(screenshot), full_page=True)
     assert screenshot.stat().st_size > 10_000
+
+
+def test_the_minimum_score_control_leaves_out_the_lower_spans(server, page):
+    everything = api_detect(server, TEXT)["spans"]
+    cut = sorted(span["score"] for span in everything)[len(everything) // 2]
+    cut = round(cut * 20) / 20  # the control moves in steps of 0.05
+    expected = api_detect(server, TEXT, min_score=cut)["spans"]
+    assert 0 < len(expected) < len(everything)
+    page.goto(server.url)
+    page.fill("#text", TEXT)
+    page.eval_on_selector("#min-score", "(control, value) => { control.value = value; "
+                          "control.dispatchEvent(new Event('input')); }", str(cut))
+    assert page.inner_text("#min-score-value") == f"{cut:.2f}"
+    page.click("#detect")
+    page.wait_for_selector('#result[data-state="done"]', state="attached", timeout=120_000)
+    rows = page.eval_on_selector_all("#result tr.span", "rows => rows.map(r => Number(r.dataset.start))")
+    assert rows == [span["start"] for span in expected]
+    assert f"{len(expected)} span" in page.inner_text("#status")
 
 
 def test_script_in_the_text_renders_as_text(server, page, page_errors):

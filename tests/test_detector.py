@@ -353,7 +353,9 @@ def test_a_checkpoint_saves_and_loads_its_decoding(tmp_path, tiny_detector, long
     from persuasion import Detector
 
     tuned = tiny_detector.with_decoding(replace(tiny_detector.decoding, span_threshold=0.35, span_gap_tokens=3,
-                                                technique_thresholds={"Doubt": 0.4}))
+                                                technique_thresholds={"Doubt": 0.4}, min_score=0.05,
+                                                span_calibration=((0.1, 0.2), (0.3, 0.4)),
+                                                sentence_calibration=[[0.0, 0.1], [1.0, 0.5]]))
     again = Detector.load(tuned.save(tmp_path / "copy", half=False), device="cpu")
     assert again.decoding == tuned.decoding and again.settings == tuned.settings
     assert again.detect(long_article[:3000]) == tuned.detect(long_article[:3000])
@@ -375,3 +377,134 @@ def test_unknown_settings_in_a_checkpoint_are_an_error(tmp_path, tiny_checkpoint
     (copy / "persuasion.json").write_text(json.dumps(settings))
     with pytest.raises(PersuasionError, match="unknown decoding key.*span_treshold"):
         Detector.load(copy)
+
+
+# Trivial inputs, and what a span must be
+
+
+def test_detect_many_rejects_one_string(tiny_detector):
+    with pytest.raises(TypeError, match="not one text"):
+        tiny_detector.detect_many("Wake up")
+
+
+def test_a_run_of_tokens_without_a_word_character_is_no_span(tiny_detector):
+    text = "Stop ! now ..."
+    scores = tiny_detector.score([text])[0]
+    punctuation = [text[s:e] in ("!", ".") for s, e in scores.document.offsets]
+    decoding = replace(tiny_detector.decoding, span_temperature=1.0, span_gap_tokens=0)
+    never_begins = [0.0] * len(punctuation)
+    only_punctuation = with_span_probabilities(scores, [0.9 if p else 0.0 for p in punctuation], never_begins)
+    assert decode_spans(only_punctuation, decoding) == []
+    words_too = with_span_probabilities(scores, [0.9] * len(punctuation), never_begins)
+    assert [text[s:e] for s, e, _ in decode_spans(words_too, decoding)] == [text]
+
+
+def test_word_counts_count_whole_words_case_and_punctuation_aside():
+    from persuasion.model.decoding import WordCounts
+
+    words = WordCounts("The other theme. THE end, the-end!")
+    assert words.occurrences("the") == 3 and words.occurrences("he") == 0
+    assert words.occurrences("the end") == 2 and words.occurrences("THE END!") == 2
+    assert words.recurs("the end") and not words.recurs("other theme")
+    assert not WordCounts("it is it").recurs("it")  # too short to be a repetition
+
+
+def test_repetition_needs_the_fragment_to_recur_in_the_document(tiny_detector):
+    once = "They lie about the corrupt elite."
+    twice = "They lie about the corrupt elite. Always the corrupt elite."
+    span = (once.index("corrupt elite"), once.index("corrupt elite") + len("corrupt elite"))
+    recurring = dict(tiny_detector.classify(twice, *span))
+    assert dict(tiny_detector.classify(once, *span))["Repetition"] == 0.0
+    assert recurring["Repetition"] > 0.0 and sum(recurring.values()) == pytest.approx(1.0)
+    assert all(span.technique != "Repetition" for span in tiny_detector.detect("the").spans)
+
+
+@pytest.mark.parametrize("start, end, error, message", [
+    ("4", 18, TypeError, r"start is a character offset, an int; got '4' \(str\)"),
+    (0, 2.5, TypeError, r"end is a character offset, an int; got 2.5 \(float\)"),
+    (-5, 4, ValueError, r"span \(-5, 4\) is not inside the text of 12 characters; give 0 <= start < end <= 12"),
+])
+def test_classify_says_what_is_wrong_with_a_span(tiny_detector, start, end, error, message):
+    with pytest.raises(error, match=message):
+        tiny_detector.classify("Twelve chars", start, end)
+    assert tiny_detector.classify("Twelve chars", np.int64(0), np.int64(6))  # numpy integers are offsets too
+
+
+def test_a_text_over_the_length_limit_is_a_one_line_error(tiny_detector):
+    from persuasion.limits import MAX_DOCUMENT_CHARACTERS
+
+    with pytest.raises(PersuasionError, match="over the 5,000,000-character limit of one document; split it"):
+        tiny_detector.detect("x" * (MAX_DOCUMENT_CHARACTERS + 1))
+
+
+# Calibrated scores and min_score
+
+
+def test_calibration_changes_scores_not_spans_and_min_score_leaves_out_the_lower(tiny_detector, long_article):
+    from persuasion.model.decoding import calibrate
+
+    text = long_article[:6000]
+    raw = tiny_detector.detect(text)
+    knots = ((0.05, 0.1), (0.2, 0.3), (0.3, 0.6))
+    calibrated = tiny_detector.with_decoding(replace(tiny_detector.decoding, span_calibration=knots,
+                                                     sentence_calibration=((0.0, 0.2), (1.0, 0.4))))
+    shown = calibrated.detect(text)
+    assert [(s.start, s.end, s.technique) for s in shown.spans] == [(s.start, s.end, s.technique) for s in raw.spans]
+    assert [s.score for s in shown.spans] == pytest.approx(calibrate(knots, [s.score for s in raw.spans]))
+    assert [s.score for s in shown.sentences] == pytest.approx([0.2 + 0.2 * s.score for s in raw.sentences])
+    order = np.argsort([s.score for s in raw.spans], kind="stable")
+    assert np.all(np.diff(np.array([s.score for s in shown.spans])[order]) >= 0)  # never reordered
+
+    cut = float(np.median([s.score for s in shown.spans]))
+    kept = calibrated.with_min_score(cut).detect(text)
+    assert kept.spans == [s for s in shown.spans if s.score >= cut] and 0 < len(kept.spans) < len(shown.spans)
+    assert kept.sentences == shown.sentences
+    with pytest.raises(PersuasionError, match="from 0 to 1"):
+        calibrated.with_min_score(1.5)
+
+
+# Long documents in bounded memory
+
+
+def test_tokenizing_in_pieces_gives_the_whole_texts_tokens(tiny_detector, long_article):
+    from persuasion.model.windows import tokenize_in_pieces
+
+    text = long_article[:20_000] + "".join(AWKWARD_PIECES) * 20 + "  \n\n  end"
+    whole = tokenize_document(tiny_detector.tokenizer, text)
+    pieces = list(tokenize_in_pieces(tiny_detector.tokenizer, text, 300))
+    assert len(pieces) > 20
+    assert [t for piece in pieces for t in piece.token_ids] == whole.token_ids
+    assert [o for piece in pieces for o in piece.offsets] == whole.offsets
+
+
+@pytest.mark.parametrize("tagged", [False, True])
+@pytest.mark.parametrize("batch_size", [1, 5, 32])
+def test_a_streamed_document_gets_the_spans_of_score_then_decode(tiny_detector, tiny_tagger_detector, long_article,
+                                                                  tagged, batch_size):
+    detector = tiny_tagger_detector if tagged else tiny_detector
+    text = long_article + "\n\n" + "".join(AWKWARD_PIECES)
+    decoding = replace(detector.decoding, technique_tag_mix=0.5 if tagged else 0.0, repetition_boost=4.0,
+                       span_gap_tokens=2, span_extension_margin=0.05, span_calibration=((0.1, 0.2), (0.4, 0.5)))
+    scores = detector.score([text], batch_size)[0]
+    # A threshold most tokens stay under, as a trained model's: the document has places to cut.
+    decoding = replace(decoding, span_threshold=float(np.quantile(scores.token_scores(decoding), 0.7)))
+    detector = detector.with_decoding(decoding)
+    done = []
+    streamed = detector.detect_streamed(text, batch_size, progress=lambda characters, total: done.append(characters))
+    assert len(done) > 5 and done == sorted(done) and done[-1] == len(text)  # decoded stretch by stretch
+    assert_same_results(decode(scores, decoding), streamed)
+    assert len(streamed.spans) > 50
+    assert_well_formed(streamed, text)
+
+
+def test_detect_streams_a_text_over_the_streamed_length(tiny_detector):
+    from persuasion.model.streaming import STREAMED_CHARACTERS
+
+    text = make_article(STREAMED_CHARACTERS // 5, seed=7)
+    assert len(text) > STREAMED_CHARACTERS
+    done = []
+    results = list(tiny_detector.detect_many(["Short one.", text, "Another."],
+                                             progress=lambda characters, total: done.append((characters, total))))
+    assert done and done[-1] == (len(text), len(text))  # only a streamed document reports progress
+    assert [result.text for result in results] == ["Short one.", text, "Another."]
+    assert_same_results(decode(tiny_detector.score([text])[0], tiny_detector.decoding), results[1])

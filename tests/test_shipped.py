@@ -54,6 +54,15 @@ def test_shipped_model_finds_well_formed_spans_in_a_dev_article(shipped, ptc_dir
     assert hits >= len(result.spans) / 3
 
 
+def test_trivial_inputs_get_no_span_without_a_word_and_no_repetition_of_what_occurs_once(shipped):
+    assert shipped.detect("!").spans == []
+    for text in ("the", "Wake up"):
+        result = shipped.detect(text)
+        assert all(span.technique != "Repetition" and 0.0 < span.score < 0.5 for span in result.spans), result.spans
+    repeated = shipped.detect("Stop the steal. Stop the steal.").spans
+    assert all(span.technique == "Repetition" for span in repeated if span.text == "Stop the steal")
+
+
 @pytest.mark.parametrize("name", sorted(shipped_folders()))
 def test_shipped_model_still_earns_its_recorded_dev_metrics(dev_metrics, name):
     recorded = json.loads((shipped_folders()[name] / "metrics.json").read_text())

@@ -104,12 +104,18 @@ def test_edges_inside_a_token_move_out_to_its_boundaries():
     assert [sentence._.persuasion_score for sentence in doc.sents] == [0.25, 0.75]
 
 
-def test_min_score_and_a_pipeline_without_sentences():
-    doc = spacy.blank("en")("Wake up, America!")
-    result = DetectionResult(doc.text, [Span(0, 7, "Wake up", "Slogans", 0.3),
-                                        Span(9, 16, "America", "Flag-Waving", 0.1)], [SentenceScore(0, 17, 0.5)])
-    PersuasionComponent(detector=None, min_score=0.2).annotate(doc, result)
-    assert [(s.text, s._.persuasion_score) for s in doc.spans["persuasion"]] == [("Wake up", 0.3)]
+def test_min_score_is_the_detectors_and_a_pipeline_without_sentences(tiny_detector):
+    from conftest import make_article
+
+    text = make_article(300, seed=6)
+    everything = tiny_detector.detect(text).spans
+    cut = sorted(span.score for span in everything)[len(everything) // 2]
+    component = PersuasionComponent(tiny_detector, min_score=cut)
+    assert component.detector.decoding.min_score == cut and tiny_detector.decoding.min_score == 0.0
+    doc = component(spacy.blank("en")(text))
+    scores = [span._.persuasion_score for span in doc.spans["persuasion"]]
+    assert scores and min(scores) >= cut and len(scores) < len(everything)
+    assert len(PersuasionComponent(tiny_detector)(spacy.blank("en")(text)).spans["persuasion"]) > len(scores)
     assert not doc.has_annotation("SENT_START")
 
 

@@ -31,10 +31,10 @@ def ptc_folder(tmp_path_factory):
     return folder
 
 
-def test_speed_reports_every_system_and_the_long_document(ptc_folder, tiny_checkpoint, tmp_path, capsys):
+def test_speed_reports_every_system(ptc_folder, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "speed.json"
     code = main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(tiny_checkpoint),
-                 "--limit", "3", "--batch-size", "8", "--quantize", "--long-words", "2000", "--json", str(out)])
+                 "--limit", "3", "--batch-size", "8", "--quantize", "--json", str(out)])
     assert code == 0
 
     figures = json.loads(out.read_text())
@@ -48,16 +48,30 @@ def test_speed_reports_every_system_and_the_long_document(ptc_folder, tiny_check
         assert row["peak_rss_mib"] > 0 and row["peak_increase_mib"] >= 0
     assert figures["systems"][-1]["ratio_to_reference"] == pytest.approx(1.0)
 
-    long_document = figures["long_document"]
-    assert long_document["words"] == 2000 and long_document["documents"] == 1
-    assert long_document["tokens"] >= 2000
-    assert long_document["seconds"] > 0 and long_document["peak_rss_mib"] > 0
-
     printed = capsys.readouterr().out
-    for system in SYSTEMS + ["detector, one 2,000-word document"]:
+    for system in SYSTEMS:
         assert system in printed
     assert f"{figures['tokens']:,} tokens" in printed
-    assert "long document:" in printed and "MiB limit" in printed
+
+
+def test_long_mode_reports_each_document_size(ptc_folder, tiny_checkpoint, tmp_path, capsys):
+    out = tmp_path / "long.json"
+    assert main(["speed", "--data", str(ptc_folder), "--model", str(tiny_checkpoint), "--device", "cpu", "--long",
+                 "--long-sizes", "150000,3000", "--json", str(out)]) == 0
+    figures = json.loads(out.read_text())
+    assert [row["characters"] for row in figures["documents"]] == [3000, 150000]  # smallest first
+    for row in figures["documents"]:
+        assert row["seconds"] > 0 and row["characters_per_second"] > 0 and row["peak_rss_mib"] > 0
+    assert figures["time_ratio_to_linear"] > 0 and figures["limit_mib"] == 1024
+    printed = capsys.readouterr().out
+    assert "150,000 characters" in printed and "characters/s" in printed and "linear" in printed
+
+
+def test_a_generated_long_document_has_the_size_asked_for():
+    from persuasion.eval.speed import document_of_characters
+
+    assert document_of_characters(["One two.", "Three"], 25) == "One two.\n\nThree\n\nOne two.\n\n"[:25]
+    assert len(document_of_characters(["x" * 10], 1_000)) == 1_000
 
 
 def test_reference_pipeline_reads_every_token_of_a_long_text(tiny_checkpoint, tiny_detector):
@@ -70,20 +84,13 @@ def test_reference_pipeline_reads_every_token_of_a_long_text(tiny_checkpoint, ti
     assert entities[0]["start"] == 0
 
 
-def test_long_document_has_the_requested_number_of_words():
-    from persuasion.eval.speed import long_document
-
-    text = long_document(["One two three.\n\nFour five.", "Six"], 50)
-    assert len(text.split()) == 50
-    assert text.startswith("One two three.\n\nFour five.\n\nSix\n\nOne two")
-
-
 @pytest.mark.parametrize("arguments, message", [
     (["--data", "{missing}"], "no such folder"),
     (["--data", "{ptc}", "--split", "test"], "no such folder"),
     (["--data", "{ptc}", "--limit", "-1"], "--limit"),
     (["--data", "{ptc}", "--batch-size", "0"], "--batch-size"),
     (["--data", "{ptc}", "--model", "{missing}"], "not a persuasion checkpoint"),
+    (["--data", "{ptc}", "--long", "--long-sizes", "10,x"], "--long-sizes"),
 ])
 def test_user_errors_are_one_line(ptc_folder, tmp_path, capsys, arguments, message):
     arguments = [a.format(missing=tmp_path / "nowhere", ptc=ptc_folder) for a in arguments]

@@ -75,6 +75,25 @@ def test_min_score_leaves_out_the_lower_spans(server, tiny_detector):
     assert sum(row["count"] for row in answer["summary"]) == len(answer["spans"])
 
 
+def test_a_request_without_min_score_gets_the_models_and_can_lower_it(tiny_detector):
+    spans = tiny_detector.detect(TEXT).spans
+    cut = sorted(span.score for span in spans)[len(spans) // 2]
+    with running_server(tiny_detector.with_min_score(cut), model_name="tiny") as strict:
+        assert request(strict, "GET", "/healthz")[2]["min_score"] == cut
+        default = post_json(strict, {"text": TEXT})[1]["spans"]
+        assert default == post_json(strict, {"text": TEXT, "min_score": cut})[1]["spans"]
+        assert 0 < len(default) < len(spans)
+        assert len(post_json(strict, {"text": TEXT, "min_score": 0})[1]["spans"]) == len(spans)
+
+
+def test_a_server_may_not_allow_more_than_the_limit_of_one_document(tiny_detector):
+    from persuasion.errors import PersuasionError
+    from persuasion.limits import MAX_DOCUMENT_CHARACTERS
+
+    with pytest.raises(PersuasionError, match="limit of one document"):
+        web.make_server(tiny_detector, "127.0.0.1", 0, max_text_chars=MAX_DOCUMENT_CHARACTERS + 1)
+
+
 @pytest.mark.parametrize("text", ["", "   \n\t "])
 def test_empty_text_finds_no_spans(server, text):
     status, answer = post_json(server, {"text": text})

@@ -19,8 +19,9 @@ from persuasion.corpus import Article
 from persuasion.eval.benchmark import span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import selection_score
+from persuasion.train.calibration import fit_calibration
 from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, decode, span_candidates
-from persuasion.model.decoding import technique_probabilities
+from persuasion.model.decoding import head_probabilities
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
@@ -109,11 +110,15 @@ def classify_gold_spans(scores: list[DocumentScores], articles: list[Article], d
     return predicted
 
 
-def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray) -> float:
-    """Temperature minimising the negative log-likelihood of `targets` (class indices)."""
+def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray, log_weights: np.ndarray | None = None
+                    ) -> float:
+    """Temperature minimising the negative log-likelihood of `targets` (class indices), of the tempered
+    probabilities times exp(log_weights) where given."""
     best_temperature, best_loss = 1.0, float("inf")
     for temperature in TEMPERATURES:
         scaled = log_probabilities / temperature
+        if log_weights is not None:
+            scaled = scaled + log_weights
         scaled = scaled - np.logaddexp.reduce(scaled, axis=1, keepdims=True)
         loss = -scaled[np.arange(len(targets)), targets].mean()
         if loss < best_loss:
@@ -142,16 +147,27 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding, 
 
 
 def fit_technique_temperature(scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
-    """The technique head's temperature, on the gold fragments' techniques."""
-    log_probabilities, targets = [], []
-    plain = replace(decoding, technique_temperature=1.0, repetition_boost=1.0)
+    """The technique head's temperature, on the gold fragments' techniques, as `classify` weighs the head's
+    probabilities: p(Repetition) times the repetition boost where the fragment's words recur, times 0 where
+    they do not (the fragments annotated Repetition all the same are left out: no temperature helps them)."""
+    log_probabilities, log_weights, targets = [], [], []
     for article, document in zip(articles, scores):
         fragments = [(span.start, span.end) for span in article.spans]
-        if fragments:
-            rows = technique_probabilities(document, fragments, plain)
-            log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
-            targets.extend(document.techniques.index(span.technique) for span in article.spans)
-    return fit_temperature(np.concatenate(log_probabilities), np.array(targets))
+        if not fragments:
+            continue
+        rows, classified = head_probabilities(document, fragments, temperature=1.0)
+        weights = np.ones_like(rows)
+        if "Repetition" in document.techniques:
+            for row in classified:
+                recurs = document.word_counts.recurs(document.text[slice(*fragments[row])])
+                weights[row, document.techniques.index("Repetition")] = decoding.repetition_boost if recurs else 0.0
+        log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
+        with np.errstate(divide="ignore"):
+            log_weights.append(np.log(weights))
+        targets.extend(document.techniques.index(span.technique) for span in article.spans)
+    log_weights, targets = np.concatenate(log_weights), np.array(targets)
+    possible = np.isfinite(log_weights[np.arange(len(targets)), targets])
+    return fit_temperature(np.concatenate(log_probabilities)[possible], targets[possible], log_weights[possible])
 
 
 def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], tokenizer) -> float:
@@ -169,13 +185,15 @@ def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], 
 
 
 def tune_detector(detector, articles: list[Article], log=print):
-    """Fit the stride, temperatures, span decoding and the Repetition choices on validation.
+    """Fit the stride, temperatures, span decoding, the Repetition choices and the score calibration on validation.
 
     Returns (the detector under the tuned stride and decoding, the validation report of the tuning).
     """
     # From the recipe's stride and neutral temperatures, so tuning a tuned checkpoint again gives the same result.
+    chosen_min_score = detector.decoding.min_score
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
-    decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0, repetition_boost=1.0)
+    decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0, repetition_boost=1.0,
+                       span_calibration=(), sentence_calibration=(), min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding, log)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
@@ -202,10 +220,16 @@ def tune_detector(detector, articles: list[Article], log=print):
     decoding = replace(decoding, repetition_rule=flc_by_rule[True] > flc_by_rule[False])
     log(f"repetition rule: FLC F1 without {flc_by_rule[False]:.4f}, with {flc_by_rule[True]:.4f}")
 
+    decoding, calibration = fit_calibration(scores, articles, decoding)
+    decoding = replace(decoding, min_score=chosen_min_score)  # the user's choice, not tuning's
+    log(f"calibration on validation: span score ECE {calibration['spans']['ece_raw']:.4f} -> "
+        f"{calibration['spans']['ece']:.4f}, sentence score ECE {calibration['sentences']['ece_raw']:.4f} -> "
+        f"{calibration['sentences']['ece']:.4f}")
+
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), gold)
     report = {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
               "flc_f1": max(flc_by_rule.values()), "window_stride": stride,
-              "si_f1_by_technique_tag_mix": si_by_mix, "decoding": decoding.to_dict()}
+              "si_f1_by_technique_tag_mix": si_by_mix, "calibration": calibration, "decoding": decoding.to_dict()}
     return detector.with_stride(stride).with_decoding(decoding), report
 
 

@@ -5,6 +5,18 @@ const file = document.getElementById("file");
 const button = document.getElementById("detect");
 const statusLine = document.getElementById("status");
 const result = document.getElementById("result");
+const minScore = document.getElementById("min-score");
+const minScoreValue = document.getElementById("min-score-value");
+
+function showMinScore() { minScoreValue.textContent = Number(minScore.value).toFixed(2); }
+minScore.addEventListener("input", () => { minScore.dataset.touched = "yes"; showMinScore(); });
+// Start from the served model's own min_score (0 unless the server was given another), unless moved already.
+fetch("healthz").then((response) => response.json()).then((health) => {
+  if (typeof health.min_score === "number" && minScore.dataset.touched !== "yes") {
+    minScore.value = health.min_score;
+    showMinScore();
+  }
+}).catch(() => {});
 
 function report(message, isError) {
   statusLine.textContent = message;
@@ -29,7 +41,7 @@ async function detect() {
     const response = await fetch("api/detect", {
       method: "POST",
       headers: {"Content-Type": "application/json"},
-      body: JSON.stringify({text: text.value}),
+      body: JSON.stringify({text: text.value, min_score: Number(minScore.value)}),
     });
     const answer = await response.json();
     if (!response.ok) throw new Error(answer.error || response.statusText);

@@ -13,7 +13,7 @@ from conftest import tiny_bert_config_and_tokenizer, write_tiny_corpus
 from persuasion.taxonomy import TECHNIQUES
 
 
-def build_tiny_teacher(directory: Path, seed: int = 0) -> Path:
+def build_tiny_teacher(directory: Path, seed: int = 0, window_tokens: int = 24, window_stride: int = 10) -> Path:
     """A randomly initialised tiny MPNet detector with a technique tagger, with the real MPNet tokenizer."""
     from transformers import AutoTokenizer, MPNetConfig
 
@@ -25,12 +25,12 @@ def build_tiny_teacher(directory: Path, seed: int = 0) -> Path:
     tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(MPNET))
     torch.manual_seed(seed)
     config = MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
-                         intermediate_size=64, max_position_embeddings=64, pad_token_id=1)
+                         intermediate_size=64, max_position_embeddings=window_tokens + 8, pad_token_id=1)
     network = PersuasionNetwork.from_encoder_config(config, len(TECHNIQUES), technique_tagger=True)
     with torch.no_grad():  # confident, token-dependent outputs: something for a student to learn
         for head in (network.tag_head, network.token_technique_head, network.technique_head[-1]):
             head.weight.mul_(20.0)
-    settings = DetectorSettings(window_tokens=24, window_stride=10, technique_tagger=True)
+    settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, technique_tagger=True)
     return Detector(network, tokenizer, settings).save(directory, half=False)
 
 
@@ -146,6 +146,38 @@ def test_two_real_tokenizers_align_on_a_real_sentence(teacher_dir, tmp_path):
         else:
             assert not any(s <= start < e for s, e in teacher.offsets)
     assert (index >= 0).float().mean() > 0.9
+
+
+def test_the_teacher_reads_each_token_in_the_window_that_gives_it_the_most_context(corpus, teacher_dir):
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.model.checkpoint import load_network
+    from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
+    from persuasion.train.distil import score_texts, technique_fragments
+
+    network, tokenizer, settings = load_network(teacher_dir)
+    article = read_ptc_articles(corpus, "train")[0]
+    scored = score_texts(network, tokenizer, settings, [article], say=lambda message: None)[0]
+    document = tokenize_document(tokenizer, article.text)
+    framing = WindowFraming.of(tokenizer)
+    windows = plan_windows(len(document.token_ids), settings.window_tokens - framing.extra_tokens,
+                           settings.window_stride)
+    assert len(windows) >= 3
+    with torch.no_grad():
+        input_ids, attention_mask = batch_windows([document.token_ids[s:e] for s, e in windows], framing)
+        hidden = network.encode(input_ids, attention_mask)
+        per_window = network.tag_log_probabilities(hidden)
+    last = len(document.token_ids) - 1
+    for token in range(len(document.token_ids)):
+        # context on the shorter side; the text's own start and end cut nothing off
+        margins = [min(token - s if s > 0 else last, e - 1 - token if e <= last else last) if s <= token < e else -1
+                   for s, e in windows]
+        row = margins.index(max(margins))
+        expected = per_window[row, framing.offset + token - windows[row][0]].half()
+        assert torch.equal(scored.tag_log_probabilities[token], expected), token
+    assert scored.token_offsets.tolist() == [list(offsets) for offsets in document.offsets]
+    assert scored.span_bounds.tolist() == [list(f) for f in technique_fragments(article)]
+    assert torch.allclose(scored.span_log_probabilities.float().exp().sum(-1), torch.ones(len(scored.span_bounds)),
+                          atol=1e-2)
 
 
 # The cache
@@ -358,3 +390,22 @@ def test_distil_command_errors_name_what_to_give(corpus, teacher_dir, tmp_path, 
     assert main(["distil", "--teacher", str(teacher_dir), "--config", str(config), "--set", "distil_mix=1.5",
                  "--output", str(tmp_path / "run")]) == 2
     assert "between 0" in capsys.readouterr().err
+    assert main(["distil", "--teacher", str(tmp_path / "nothing"), "--config", str(config),
+                 "--output", str(tmp_path / "run2")]) == 2
+    assert "not a persuasion checkpoint" in capsys.readouterr().err
+    assert not (tmp_path / "run").exists() and not (tmp_path / "run2").exists()  # stopped before writing anything
+
+
+def test_a_distilling_run_killed_mid_epoch_resumes_to_the_weights_of_an_uninterrupted_run(teacher_dir, tmp_path):
+    """`persuasion train` distils too when the recipe names a teacher (so sweeps can compare distil recipes);
+    the resumed run reads the teacher's outputs from its cache and ends where the uninterrupted one did."""
+    from safetensors.torch import load_file
+
+    from test_training import train_killed_and_resumed
+
+    whole, killed = train_killed_and_resumed(
+        tmp_path, f"epochs: 2\ndistil_mix: 0.5\ndistil_temperature: 2.0\nteacher: {teacher_dir}\n")
+    expected, resumed = (load_file(folder / "checkpoint" / "model.safetensors") for folder in (whole, killed))
+    assert all(torch.equal(expected[name], resumed[name]) for name in expected)
+    log = (killed / "train.log").read_text()
+    assert log.count("scores 6 texts") == 1 and "loaded from" in log

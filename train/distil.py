@@ -81,12 +81,13 @@ def technique_fragments(article: Article) -> list[tuple[int, int]]:
     return sorted({(span.start, span.end) for span in article.spans if span.technique is not None})
 
 
-def window_margin(first: int, last: int, start: int, end: int, num_tokens: int) -> int:
-    """How many tokens of context tokens first..last have inside window [start, end) on their shorter side;
-    a window border at the text's own start or end cuts no context off."""
-    before = first - start if start > 0 else num_tokens
-    after = end - 1 - last if end < num_tokens else num_tokens
-    return min(before, after)
+def context_margins(start: int, end: int, num_tokens: int) -> torch.Tensor:
+    """For each token of window [start, end), how many tokens of context the window gives it on its shorter
+    side; a window border at the text's own start or end cuts no context off."""
+    positions = torch.arange(start, end)
+    before = positions - start if start > 0 else torch.full_like(positions, num_tokens)
+    after = end - 1 - positions if end < num_tokens else torch.full_like(positions, num_tokens)
+    return torch.minimum(before, after)
 
 
 @torch.inference_mode()
@@ -120,8 +121,9 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
             if tokens is None:
                 continue
             first, last = tokens
-            holding = [(window_margin(first, last, start, end, num_tokens), job)
-                       for job, (start, end) in enumerate(windows, first_job) if start <= first < end]
+            # A span's context is that of its first token before it and of its last token after it.
+            holding = [(int(context_margins(start, end, num_tokens)[[first - start, min(last, end - 1) - start]].min()),
+                        job) for job, (start, end) in enumerate(windows, first_job) if start <= first < end]
             job = max(holding)[1]
             spans_of_job.setdefault(job, []).append((fragment, first, min(last, jobs[job][2] - 1)))
 
@@ -140,11 +142,7 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
         technique_logits = network.token_technique_logits(hidden).float().cpu() if tagger else None
         rows, bounds, targets = [], [], []
         for row, (index, start, end) in enumerate(batch):
-            num_tokens = len(documents[index].token_ids)
-            positions = torch.arange(start, end)
-            before = positions - start if start > 0 else torch.full_like(positions, num_tokens)
-            after = end - 1 - positions if end < num_tokens else torch.full_like(positions, num_tokens)
-            margin = torch.minimum(before, after)
+            margin = context_margins(start, end, len(documents[index].token_ids))
             better = margin > best[index][start:end]
             best[index][start:end] = torch.where(better, margin, best[index][start:end])
             window = slice(offset, offset + end - start)
@@ -177,7 +175,7 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
     return outputs
 
 
-# The cache: one safetensors file per teacher
+# The cache: one safetensors file per teacher and set of texts
 
 
 def texts_digest(articles: list[Article]) -> str:
@@ -197,9 +195,10 @@ def cache_key(teacher_digest: str, settings, articles: list[Article]) -> str:
         "texts": texts_digest(articles)}, sort_keys=True).encode()).hexdigest()
 
 
-def cache_path(recipe: Recipe, teacher_digest: str) -> Path:
+def cache_path(recipe: Recipe, teacher_digest: str, articles: list[Article]) -> Path:
+    """One file per teacher and set of texts, so variants with and without extra texts share a cache folder."""
     folder = Path(recipe.teacher_cache) if recipe.teacher_cache else Path(recipe.output_dir) / DEFAULT_CACHE_DIR
-    return folder / f"{teacher_digest[:16]}.safetensors"
+    return folder / f"{teacher_digest[:16]}-{texts_digest(articles)[:8]}.safetensors"
 
 
 def save_outputs(path: Path, outputs: list[TextOutputs], key: str, about: dict) -> None:
@@ -263,7 +262,7 @@ def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[st
         raise PersuasionError(f"teacher {teacher}: classifies other techniques than the student; give a "
                               "checkpoint trained on the same technique list")
     digest = network_digest(teacher)
-    key, path = cache_key(digest, settings, articles), cache_path(recipe, digest)
+    key, path = cache_key(digest, settings, articles), cache_path(recipe, digest, articles)
     about = cached_about(path, key)
     if about is not None:
         say(f"teacher outputs for {len(articles)} texts loaded from {path} "

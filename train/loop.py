@@ -340,6 +340,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     from persuasion.model.windows import WindowFraming
     from persuasion.taxonomy import TECHNIQUES
 
+    check_recipe(recipe)
     output_dir = Path(recipe.output_dir)
     checkpoint = output_dir / CHECKPOINT_DIR
     if resume and (checkpoint / "validation.json").is_file():
@@ -355,7 +356,6 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
         output_dir.mkdir(parents=True, exist_ok=True)
         (output_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
     say = RunLog(accelerator, output_dir, log)
-    check_recipe(recipe)
     set_seed(recipe.seed)
     say(f"recipe {json.dumps(recipe.to_dict())}")
     tokenizer = AutoTokenizer.from_pretrained(recipe.resolved_base_model())
@@ -402,6 +402,10 @@ def check_recipe(recipe: Recipe) -> None:
     if recipe.distil_mix > 0 and not recipe.teacher:
         raise PersuasionError("distil_mix > 0 needs a teacher: persuasion distil --teacher CHECKPOINT, "
                               "or set the recipe's teacher")
+    if recipe.distil_mix > 0:
+        from persuasion.model.checkpoint import read_settings
+
+        read_settings(recipe.teacher)  # a teacher that is no checkpoint stops the run now, not after the data
     if recipe.distil_memes and not (recipe.meme_dir and recipe.distil_mix > 0):
         raise PersuasionError("distil_memes needs meme_dir (the meme folder) and distil_mix > 0")
 

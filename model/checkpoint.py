@@ -12,6 +12,7 @@ fp16 safetensors, in shards for large encoders, the tokenizer files) plus:
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
@@ -127,20 +128,63 @@ def save_weights(network: torch.nn.Module, directory: str | Path, half: bool = T
 
 def load_weights(directory: str | Path) -> dict[str, torch.Tensor]:
     """The state dict `save_weights` wrote, in float32."""
+    state = {}
+    for path in weight_files(directory):
+        if not path.is_file():
+            raise CheckpointError(f"{directory}: weight shard {path.name} is missing")
+        state.update(load_file(path))
+    return {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+
+
+def weight_files(directory: str | Path) -> list[Path]:
+    """The safetensors files that hold a checkpoint's weights: one, or the shards its index names."""
     directory = Path(directory)
     if (directory / WEIGHTS_INDEX_FILE).is_file():
         weight_map = json.loads((directory / WEIGHTS_INDEX_FILE).read_text())["weight_map"]
-        files = sorted(set(weight_map.values()))
-    elif (directory / WEIGHTS_FILE).is_file():
-        files = [WEIGHTS_FILE]
-    else:
-        raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {WEIGHTS_FILE})")
-    state = {}
-    for name in files:
-        if not (directory / name).is_file():
-            raise CheckpointError(f"{directory}: weight shard {name} is missing")
-        state.update(load_file(directory / name))
-    return {name: tensor.float() if tensor.is_floating_point() else tensor for name, tensor in state.items()}
+        return [directory / name for name in sorted(set(weight_map.values()))]
+    if (directory / WEIGHTS_FILE).is_file():
+        return [directory / WEIGHTS_FILE]
+    raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing {WEIGHTS_FILE})")
+
+
+def load_network(directory: str | Path):
+    """(network, tokenizer, settings) of a checkpoint folder, the network in float32 and in eval mode: what a
+    caller needs to run the network itself (a distillation teacher) rather than through a Detector."""
+    from transformers import AutoConfig, AutoTokenizer
+
+    from persuasion.model.network import PersuasionNetwork
+
+    directory = Path(directory)
+    settings, _ = read_settings(directory)
+    if not (directory / "config.json").is_file():
+        raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing config.json)")
+    network = PersuasionNetwork.from_encoder_config(AutoConfig.from_pretrained(directory), len(settings.techniques),
+                                                    technique_tagger=settings.technique_tagger)
+    network.load_state_dict(load_weights(directory))
+    return network.eval(), AutoTokenizer.from_pretrained(directory), settings
+
+
+def network_digest(directory: str | Path) -> str:
+    """sha256 of what a checkpoint's network computes from text: its weights, encoder config and tokenizer
+    files, and its window settings; not its decoding, which re-tuning rewrites without touching the network."""
+    directory = Path(directory)
+    settings, _ = read_settings(directory)
+    digest = hashlib.sha256(json.dumps({
+        "techniques": list(settings.techniques), "window_tokens": settings.window_tokens,
+        "window_stride": settings.window_stride, "technique_tagger": settings.technique_tagger}).encode())
+    encoder_files = [directory / name for name in ("config.json", "tokenizer.json", "tokenizer_config.json",
+                                                   "vocab.txt", "special_tokens_map.json")]
+    for path in [*weight_files(directory), *(path for path in encoder_files if path.is_file())]:
+        digest.update(path.name.encode() + b"\0" + _file_sha256(path).encode())
+    return digest.hexdigest()
+
+
+def _file_sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
 
 
 def checkpoint_files(directory: str | Path) -> list[Path]:

@@ -3,7 +3,8 @@
 Encoder and heads learn together on packed windows: each step's forward pass feeds the token
 tagger (SI), the span classifier (TC) and the per-token technique tagger from the same hidden
 states. After every epoch the weights (and, late in training, their running mean) are scored on
-the validation split; the best are kept, tuned on validation and saved as a checkpoint.
+the validation split; the best are kept, tuned on validation and saved as a checkpoint. With a
+teacher (`persuasion distil`, train/distil.py) the loss also pulls towards the teacher's outputs.
 
     persuasion train --config configs/minilm-cpu.yaml --data ../shared/data/ptc-semeval2020
     persuasion train --resume runs/minilm-cpu        # after the run above was killed
@@ -19,6 +20,7 @@ import shutil
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import torch
 from torch.optim.swa_utils import AveragedModel
@@ -44,17 +46,20 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    overrides = dict(parse_override(text) for text in args.set)
+    train(recipe_from_arguments(args), resume=bool(args.resume))
+    return 0
+
+
+def recipe_from_arguments(args, overrides: dict | None = None) -> Recipe:
+    """The recipe of --config with --set and --data applied, or, with --resume, the one the run started with."""
+    overrides = dict(parse_override(text) for text in args.set) | (overrides or {})
     if args.data:
         overrides["data_dir"] = args.data
     if args.resume:
-        recipe = resumed_recipe(Path(args.resume), args.config, overrides)
-    elif args.config:
-        recipe = Recipe.from_yaml(args.config, overrides | ({"output_dir": args.output} if args.output else {}))
-    else:
-        raise PersuasionError("give --config RECIPE.yaml, or --resume RUN_DIR to continue a run")
-    train(recipe, resume=bool(args.resume))
-    return 0
+        return resumed_recipe(Path(args.resume), args.config, overrides)
+    if args.config:
+        return Recipe.from_yaml(args.config, overrides | ({"output_dir": args.output} if args.output else {}))
+    raise PersuasionError("give --config RECIPE.yaml, or --resume RUN_DIR to continue a run")
 
 
 def resumed_recipe(run_dir: Path, config: str | None, overrides: dict) -> Recipe:
@@ -68,7 +73,11 @@ def resumed_recipe(run_dir: Path, config: str | None, overrides: dict) -> Recipe
         changed = sorted(key for key, value in asked.training_choices().items() if recipe.training_choices()[key] != value)
         raise PersuasionError(f"--resume {run_dir}: the run started with other values of {', '.join(changed)}; "
                               "resume it with its own recipe, or start a new run in another folder")
-    return Recipe.from_dict(recipe.to_dict() | {"data_dir": asked.data_dir})
+    # Where the run reads may change between its starts; its cached teacher outputs only if asked anew.
+    moved = {"data_dir": asked.data_dir}
+    if "teacher_cache" in overrides:
+        moved["teacher_cache"] = overrides["teacher_cache"]
+    return Recipe.from_dict(recipe.to_dict() | moved)
 
 
 # The pieces of a run
@@ -82,20 +91,28 @@ class TrainingData:
     class_weights: torch.Tensor
     content_tokens: int  # per window, besides the tokenizer's framing tokens
     steps_per_epoch: int
+    teacher_report: dict | None = None  # when distilling: which teacher labelled the texts, and how long it took
 
 
 class EpochWindows(torch.utils.data.Dataset):
     """The training windows of one epoch: each epoch cuts the articles on a grid shifted at random
-    and shuffles the windows, both seeded by the epoch, so a resumed run sees the same batches."""
+    and shuffles the windows, both seeded by the epoch, so a resumed run sees the same batches.
 
-    def __init__(self, encoded: list, content_tokens: int, seed: int):
-        self.encoded, self.content_tokens, self.seed = encoded, content_tokens, seed
+    `extra_grids` more grids per epoch cut the texts longer than one window at other offsets (a shorter
+    text has one window, whatever the offset): more windows of the same articles, with other borders.
+    """
+
+    def __init__(self, encoded: list, content_tokens: int, seed: int, extra_grids: int = 0):
+        self.encoded, self.content_tokens, self.seed, self.extra_grids = encoded, content_tokens, seed, extra_grids
         self.windows: list = []
 
     def cut(self, epoch: int) -> None:
         # Not `set_epoch`: accelerate's loader calls a dataset's set_epoch with its own count of iterations.
         rng = random.Random(self.seed * 1000 + epoch)
         self.windows = [window for article in self.encoded for window in cut_windows(article, self.content_tokens, rng)]
+        for _ in range(self.extra_grids):
+            self.windows += [window for article in self.encoded if len(article.document.token_ids) > self.content_tokens
+                             for window in cut_windows(article, self.content_tokens, rng)]
         rng.shuffle(self.windows)
 
     def __len__(self) -> int:
@@ -115,6 +132,13 @@ class WindowCollator:
         return collate(windows, self.framing, self.num_techniques)
 
 
+class NetworkOutputs(NamedTuple):
+    tag_loss: torch.Tensor  # the span tagging loss against the gold tags
+    tag_logits: torch.Tensor  # (windows, tokens, 3)
+    technique_logits: torch.Tensor  # (spans, techniques), one row per gold technique span of the batch
+    token_technique_logits: torch.Tensor | None  # (windows, tokens, techniques), where the network has a tagger
+
+
 class TrainingNetwork(torch.nn.Module):
     """The network plus its span-tagging loss.
 
@@ -130,27 +154,39 @@ class TrainingNetwork(torch.nn.Module):
         self.token_loss = torch.nn.CrossEntropyLoss(weight=torch.tensor([1.0, span_weight, span_weight]),
                                                     ignore_index=IGNORE)
 
-    def forward(self, input_ids, attention_mask, tags, span_window, span_bounds):
-        """(span tagging loss, technique logits per span, per-token technique logits or None)."""
+    def forward(self, input_ids, attention_mask, tags, span_window, span_bounds) -> NetworkOutputs:
         hidden = self.network.encode(input_ids, attention_mask)
         token_technique_logits = (self.network.token_technique_logits(hidden)
                                   if self.network.token_technique_head is not None else None)
-        return (self.tag_loss(hidden, tags), self.network.technique_logits(hidden, span_window, span_bounds),
-                token_technique_logits)
-
-    def tag_loss(self, hidden, tags):
         tag_logits = self.network.tag_logits(hidden).float()
+        return NetworkOutputs(self.tag_loss(tag_logits, tags), tag_logits,
+                              self.network.technique_logits(hidden, span_window, span_bounds), token_technique_logits)
+
+    def tag_loss(self, tag_logits, tags):
         if not (tags != IGNORE).any():  # a batch of texts without span tags (memes): technique loss only
             return tag_logits.sum() * 0.0
         return self.token_loss(tag_logits.reshape(-1, tag_logits.shape[-1]), tags.reshape(-1))
 
 
 def training_loss(network: TrainingNetwork, batch: dict, class_weights, technique_loss_weight: float,
-                  technique_tagging_weight: float = 0.0):
+                  technique_tagging_weight: float = 0.0, distil_mix: float = 0.0, distil_temperature: float = 1.0):
+    """The gold loss (see gold_loss); when distilling, mixed with the distillation loss as
+    (1 - distil_mix) * gold + distil_mix * distillation."""
+    outputs = network(batch["input_ids"], batch["attention_mask"], batch["tags"], batch["span_window"],
+                      batch["span_bounds"])
+    loss = gold_loss(outputs, batch, class_weights, technique_loss_weight, technique_tagging_weight)
+    if distil_mix == 0:  # plain training: the gold loss, bit for bit
+        return loss
+    return (1 - distil_mix) * loss + distil_mix * distillation_loss(
+        outputs, batch, distil_temperature, technique_loss_weight, technique_tagging_weight)
+
+
+def gold_loss(outputs: NetworkOutputs, batch: dict, class_weights, technique_loss_weight: float,
+              technique_tagging_weight: float = 0.0):
     """Tagging loss over tokens plus class-weighted soft-target loss over the gold spans, plus, with a
     technique tagger, a per-token, per-technique binary loss."""
-    loss, technique_logits, token_technique_logits = network(
-        batch["input_ids"], batch["attention_mask"], batch["tags"], batch["span_window"], batch["span_bounds"])
+    loss, technique_logits, token_technique_logits = (outputs.tag_loss, outputs.technique_logits,
+                                                      outputs.token_technique_logits)
     tagged = batch["tags"] != IGNORE
     if len(technique_logits):
         weighted_targets = batch["span_targets"] * class_weights
@@ -163,6 +199,36 @@ def training_loss(network: TrainingNetwork, batch: dict, class_weights, techniqu
             token_technique_logits.float(), targets, reduction="none").sum(-1)
         loss = loss + technique_tagging_weight * per_token[tagged].mean()
     return loss
+
+
+def distillation_loss(outputs: NetworkOutputs, batch: dict, temperature: float, technique_loss_weight: float,
+                      technique_tagging_weight: float = 0.0):
+    """How far the student's temperature-softened outputs are from the teacher's, times T² so the gradients
+    keep their size across temperatures (Hinton et al., 2015): KL on the O/B/I tags of every taught token,
+    binary cross-entropy against sigmoid(teacher logit / T) per token and technique (as a KL), KL on each gold
+    span's technique distribution. The parts weigh as in the gold loss; a batch without teacher targets adds 0."""
+    loss = outputs.tag_logits.sum() * 0.0
+    if "teacher_taught" not in batch:
+        return loss
+    kl = torch.nn.functional.kl_div
+    taught = batch["teacher_taught"]
+    if taught.any():
+        student = (outputs.tag_logits.float()[taught] / temperature).log_softmax(-1)
+        teacher = (batch["teacher_tag_log_probabilities"][taught] / temperature).log_softmax(-1)
+        loss = loss + kl(student, teacher, reduction="batchmean", log_target=True)
+        if outputs.token_technique_logits is not None and "teacher_token_technique_logits" in batch:
+            teacher = batch["teacher_token_technique_logits"][taught] / temperature
+            binary = torch.nn.functional.binary_cross_entropy_with_logits
+            # Less the teacher's own entropy, which no student can lower: 0 where the two agree.
+            per_token = (binary(outputs.token_technique_logits.float()[taught] / temperature, teacher.sigmoid(),
+                                reduction="none") - binary(teacher, teacher.sigmoid(), reduction="none")).sum(-1)
+            loss = loss + technique_tagging_weight * per_token.mean()
+    known = batch["teacher_span_known"]
+    if known.any():
+        student = (outputs.technique_logits.float()[known] / temperature).log_softmax(-1)
+        teacher = (batch["teacher_span_log_probabilities"][known] / temperature).log_softmax(-1)
+        loss = loss + technique_loss_weight * kl(student, teacher, reduction="batchmean", log_target=True)
+    return temperature ** 2 * loss
 
 
 def technique_class_weights(encoded_articles, num_techniques: int, scheme: str) -> torch.Tensor:
@@ -274,6 +340,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     from persuasion.model.windows import WindowFraming
     from persuasion.taxonomy import TECHNIQUES
 
+    check_recipe(recipe)
     output_dir = Path(recipe.output_dir)
     checkpoint = output_dir / CHECKPOINT_DIR
     if resume and (checkpoint / "validation.json").is_file():
@@ -300,7 +367,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     optimizer = make_optimizer(network, recipe)
     total_steps = min(data.steps_per_epoch * recipe.epochs, recipe.max_steps or math.inf)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
-    windows = EpochWindows(data.encoded, data.content_tokens, recipe.seed)
+    windows = EpochWindows(data.encoded, data.content_tokens, recipe.seed, recipe.extra_window_grids)
     # Its own generator: the loader then draws nothing from the global RNG that dropout uses.
     loader = torch.utils.data.DataLoader(windows, batch_size=recipe.batch_size, shuffle=False,
                                          collate_fn=WindowCollator(WindowFraming.of(tokenizer), len(techniques)),
@@ -324,6 +391,25 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     return checkpoint
 
 
+def check_recipe(recipe: Recipe) -> None:
+    """The recipe's choices that no type check catches, before any data is read."""
+    if recipe.extra_window_grids < 0:
+        raise PersuasionError(f"extra_window_grids should be 0 or more, got {recipe.extra_window_grids}")
+    if not 0 <= recipe.distil_mix <= 1:
+        raise PersuasionError(f"distil_mix should be between 0 (no distillation) and 1, got {recipe.distil_mix}")
+    if recipe.distil_temperature <= 0:
+        raise PersuasionError(f"distil_temperature should be above 0, got {recipe.distil_temperature}")
+    if recipe.distil_mix > 0 and not recipe.teacher:
+        raise PersuasionError("distil_mix > 0 needs a teacher: persuasion distil --teacher CHECKPOINT, "
+                              "or set the recipe's teacher")
+    if recipe.distil_mix > 0:
+        from persuasion.model.checkpoint import read_settings
+
+        read_settings(recipe.teacher)  # a teacher that is no checkpoint stops the run now, not after the data
+    if recipe.distil_memes and not (recipe.meme_dir and recipe.distil_mix > 0):
+        raise PersuasionError("distil_memes needs meme_dir (the meme folder) and distil_mix > 0")
+
+
 def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int, say) -> TrainingData:
     from persuasion.model.windows import WindowFraming
 
@@ -331,17 +417,27 @@ def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: in
     train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
+    memes = []
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
         memes = [Article.from_record(row) for row in load_corpus(recipe.meme_dir, ["train"])["train"]]
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
+    teacher_report = None
+    if recipe.distil_mix > 0:
+        from persuasion.train.distil import attach_teacher_targets
+
+        # Only the training texts: the teacher never sees the validation split.
+        taught = train_articles + (memes if recipe.distil_memes else [])
+        teacher_report = attach_teacher_targets(recipe, taught, encoded[:len(taught)], techniques, say)
     content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens
     # An upper bound of the windows an epoch cuts (their grid shifts each epoch): the schedule's length.
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
+    windows_per_epoch += recipe.extra_window_grids * sum(math.ceil(len(a.document.token_ids) / content_tokens) + 1
+                                                         for a in encoded if len(a.document.token_ids) > content_tokens)
     return TrainingData(train_articles, validation_articles, encoded,
                         technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting),
-                        content_tokens, math.ceil(windows_per_epoch / recipe.batch_size / processes))
+                        content_tokens, math.ceil(windows_per_epoch / recipe.batch_size / processes), teacher_report)
 
 
 def build_training_network(recipe: Recipe, techniques: list[str]) -> TrainingNetwork:
@@ -370,7 +466,7 @@ def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windo
         for batch in itertools.islice(loader, progress.batches_done, None):
             with accelerator.autocast():
                 loss = training_loss(network, batch, class_weights, recipe.technique_loss_weight,
-                                     recipe.technique_tagging_weight)
+                                     recipe.technique_tagging_weight, recipe.distil_mix, recipe.distil_temperature)
             accelerator.backward(loss)
             accelerator.clip_grad_norm_(network.parameters(), 1.0)
             optimizer.step()
@@ -501,5 +597,6 @@ def save_tuned_checkpoint(recipe, network, best: BestWeights, progress: Progress
     write_validation_report(checkpoint, {
         "validation": report, "history": progress.history, "train_minutes": minutes,
         "trained_on": device, "tuned_on": device, "stopped": progress.stopped,
-        "validation_articles": sorted(a.article_id for a in data.validation_articles)})
+        "validation_articles": sorted(a.article_id for a in data.validation_articles)}
+        | ({"teacher": data.teacher_report} if data.teacher_report else {}))
     say(f"saved {checkpoint} after {minutes} minutes; validation {json.dumps(report)}")

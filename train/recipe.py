@@ -42,6 +42,13 @@ class Recipe:
     max_minutes: float = 50.0  # stop training after this long (0: no limit); tuning still runs
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit); for smoke tests
     meme_dir: str = ""  # SemEval-2021 meme folder to add as extra training text ("" to skip)
+    extra_window_grids: int = 0  # per epoch, cut each text longer than a window on this many more shifted grids
+    # Distillation (`persuasion distil`, train/distil.py): the student also learns the teacher's outputs.
+    teacher: str = ""  # the teacher's checkpoint folder; used only when distil_mix > 0
+    teacher_cache: str = ""  # folder of the teacher's cached outputs ("": teacher/ in the run folder)
+    distil_mix: float = 0.0  # the teacher's share of the loss, the gold's is 1 - distil_mix (0: no distillation)
+    distil_temperature: float = 1.0  # softens teacher and student distributions alike
+    distil_memes: bool = False  # the teacher also labels the meme texts of meme_dir (span tags included)
     mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" or "bf16" on GPUs
     save_every_minutes: float = 10.0  # how often a run saves what `--resume` needs (and at every epoch's end)
 
@@ -77,9 +84,10 @@ class Recipe:
         return asdict(self)
 
     def training_choices(self) -> dict:
-        """The keys that shape the trained weights: all but where a run reads and writes, and how often it saves."""
+        """The keys that shape the trained weights: all but where a run reads and writes (its cached teacher
+        outputs included: a cache is used only if it matches the teacher and the texts), and how often it saves."""
         return {key: value for key, value in self.to_dict().items()
-                if key not in ("data_dir", "output_dir", "save_every_minutes")}
+                if key not in ("data_dir", "output_dir", "save_every_minutes", "teacher_cache")}
 
     def resolved_base_model(self) -> str:
         from persuasion.train.encoders import resolve_base_model

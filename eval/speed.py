@@ -26,6 +26,7 @@ from pathlib import Path
 
 from persuasion.corpus import read_ptc_articles
 from persuasion.errors import PersuasionError
+from persuasion.model.checkpoint import SHIPPED_NAMES
 
 LONG_DOCUMENT_LIMIT_MIB = 1024  # --long: the process's peak, model included, with a 5 M-character document
 LONG_SIZES = (500_000, 2_000_000, 5_000_000)  # characters
@@ -76,6 +77,11 @@ def parse_sizes(value: str) -> tuple[int, ...]:
         raise PersuasionError(f"--long-sizes {value!r}: give character counts separated by commas, "
                               f"e.g. 500000,2000000")
     return tuple(sorted(sizes))
+
+
+def model_label(model: str | None, checkpoint: Path) -> str:
+    """What the figures were measured on: a shipped model's name (a path would name this machine's clone)."""
+    return (model or "default") if model in (None, *SHIPPED_NAMES) else str(checkpoint)
 
 
 def run(args: argparse.Namespace) -> int:
@@ -130,7 +136,7 @@ def run(args: argparse.Namespace) -> int:
 
     if args.json_path:
         figures = {
-            "split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
+            "split": args.split, "model": model_label(args.model, checkpoint), "device": device, "threads": torch.get_num_threads(),
             "batch_size": args.batch_size, "documents": len(texts), "tokens": tokens,
             "systems": [row.to_dict() for row in rows],
         }
@@ -171,7 +177,7 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     if not _reset_peak():
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
     if args.json_path:
-        figures = {"split": args.split, "model": str(checkpoint), "device": device, "threads": torch.get_num_threads(),
+        figures = {"split": args.split, "model": model_label(args.model, checkpoint), "device": device, "threads": torch.get_num_threads(),
                    "batch_size": args.batch_size, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB,
                    "time_ratio_to_linear": linearity, "linear_tolerance": LINEAR_TOLERANCE}
         args.json_path.write_text(json.dumps(figures, indent=2) + "\n")

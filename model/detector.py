@@ -19,8 +19,8 @@ import torch
 
 from persuasion.errors import PersuasionError
 from persuasion.limits import too_long
-from persuasion.model.checkpoint import (CheckpointError, DetectorSettings, load_weights, read_settings, resolve,
-                                         save_weights, write_settings)
+from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve, save_weights,
+                                         write_settings)
 from persuasion.model.decoding import (Decoding, DocumentScores, SpanClassifier, WindowScores, decode, ranked,
                                        technique_probabilities)
 from persuasion.model.network import PersuasionNetwork
@@ -49,23 +49,17 @@ class Detector:
 
         quantize=True turns the network's linear layers into dynamic int8 ones: faster on CPU, CPU only.
         """
-        from transformers import AutoConfig, AutoTokenizer
-
         directory = resolve(model)
         device = device or ("cuda" if torch.cuda.is_available() and not quantize else "cpu")
         if quantize and device != "cpu":
             raise PersuasionError(f"int8 quantisation runs on the CPU only; load with device='cpu', not {device!r}")
-        settings, decoding = read_settings(directory)
-        if not (directory / "config.json").is_file():
-            raise CheckpointError(f"{directory}: not a persuasion checkpoint (missing config.json)")
-        network = PersuasionNetwork.from_encoder_config(AutoConfig.from_pretrained(directory), len(settings.techniques),
-                                                        technique_tagger=settings.technique_tagger)
-        network.load_state_dict(load_weights(directory))
+        _, decoding = read_settings(directory)
+        network, tokenizer, settings = load_network(directory)
         if quantize:
             with warnings.catch_warnings():  # torch marks eager quantisation deprecated; it still works
                 warnings.simplefilter("ignore")
                 network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
-        return cls(network, AutoTokenizer.from_pretrained(directory), settings, decoding, device)
+        return cls(network, tokenizer, settings, decoding, device)
 
     def save(self, directory: str | Path, half: bool = True) -> Path:
         """A checkpoint folder that `Detector.load(directory)` reads back: weights (fp16 unless half=False),

@@ -14,13 +14,13 @@ from __future__ import annotations
 
 import hashlib
 import json
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 
 import torch
 from safetensors.torch import load_file, save_file
 
-from persuasion.errors import PersuasionError
+from persuasion.errors import PersuasionError, reject_unknown_keys
 from persuasion.model.decoding import Decoding
 from persuasion.taxonomy import TECHNIQUES
 
@@ -57,10 +57,7 @@ class DetectorSettings:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = SETTINGS_FILE) -> "DetectorSettings":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise CheckpointError(f"{source}: unknown setting(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(cls, values, source, "setting", CheckpointError)
         settings = cls(**values)
         return replace(settings, techniques=tuple(settings.techniques))
 

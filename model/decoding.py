@@ -10,13 +10,13 @@ import bisect
 import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
 import torch
 
-from persuasion.errors import PersuasionError
+from persuasion.errors import PersuasionError, reject_unknown_keys
 from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
 from persuasion.result import DetectionResult, SentenceScore, Span
 
@@ -55,10 +55,7 @@ class Decoding:
 
     @classmethod
     def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":
-        known = {f.name for f in fields(cls)}
-        unknown = sorted(set(values) - known)
-        if unknown:
-            raise PersuasionError(f"{source}: unknown decoding key(s) {', '.join(unknown)}; known: {', '.join(sorted(known))}")
+        reject_unknown_keys(cls, values, source, "decoding key")
         return cls(**values)
 
     def to_dict(self) -> dict:

@@ -1,10 +1,22 @@
 """Errors a user can cause; the CLI prints their message as one line and exits non-zero."""
 
+from collections.abc import Iterable
+from dataclasses import fields
 from enum import IntEnum
 
 
 class PersuasionError(ValueError):
     """Base class: the message names the input at fault and what to do."""
+
+
+def reject_unknown_keys(dataclass_type, keys: Iterable[str], source: str, kind: str,
+                        error: type[PersuasionError] = PersuasionError) -> None:
+    """An error naming the keys `dataclass_type` has no field for, and the ones it has: a misspelt key in a
+    recipe, checkpoint or decoding must stop the reader, not be silently ignored."""
+    known = [field.name for field in fields(dataclass_type)]
+    unknown = sorted(set(keys) - set(known))
+    if unknown:
+        raise error(f"{source}: unknown {kind}(s) {', '.join(unknown)}; known: {', '.join(known)}")
 
 
 class ExitStatus(IntEnum):

@@ -10,7 +10,7 @@ from pathlib import Path
 
 import yaml
 
-from persuasion.errors import PersuasionError
+from persuasion.errors import PersuasionError, reject_unknown_keys
 
 from persuasion.train.encoders import MINILM
 
@@ -66,12 +66,9 @@ class Recipe:
 
     @classmethod
     def from_dict(cls, values: dict, source: str = "recipe") -> "Recipe":
-        known = {field.name: field for field in fields(cls)}
-        unknown = sorted(set(values) - set(known))
-        if unknown:
-            raise PersuasionError(f"{source}: unknown recipe key(s) {', '.join(unknown)}; known: {', '.join(known)}")
+        reject_unknown_keys(cls, values, source, "recipe key")
         recipe = cls(**values)
-        for name, field in known.items():
+        for name in (field.name for field in fields(cls)):
             expected = type(getattr(cls(), name))
             value = getattr(recipe, name)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):

@@ -69,10 +69,9 @@ class DetectorSettings:
 
 def shipped_model(name: str) -> Path:
     """The folder of a shipped model; the default is the fast model until a larger one wins on validation."""
-    folder = SHIPPED_DIR / name
-    if name == "default" and not (folder / SETTINGS_FILE).is_file():
+    if name == "default" and name not in shipped_folders():
         return SHIPPED_DIR / "fast"
-    return folder
+    return SHIPPED_DIR / name
 
 
 def shipped_folders() -> dict[str, Path]:

@@ -278,17 +278,24 @@ class Progress:
     epoch: int = 0  # epochs finished
     batches_done: int = 0  # batches of the current epoch done
     step: int = 0
-    minutes: float = 0.0  # training minutes before this process started
+    minutes: float = 0.0  # training minutes before this process took the run over
     history: list = field(default_factory=list)  # every validation
     best_score: float = -float("inf")
     epochs_without_gain: int = 0
     stopped: str = ""  # why training stopped; empty while it runs
+    taken_over: float = field(default_factory=time.time)  # when this process started or resumed the run; not saved
+
+    def elapsed_minutes(self) -> float:
+        """Training minutes of the run so far, over every process that has trained it."""
+        return self.minutes + (time.time() - self.taken_over) / 60
 
     def state_dict(self) -> dict:
-        return {"progress": json.dumps(self.__dict__)}
+        saved = {name: value for name, value in self.__dict__.items() if name != "taken_over"}
+        return {"progress": json.dumps(saved | {"minutes": self.elapsed_minutes()})}
 
     def load_state_dict(self, state: dict) -> None:
         self.__dict__.update(json.loads(state["progress"]))
+        self.taken_over = time.time()
 
 
 class BestWeights:
@@ -380,13 +387,12 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     if resume:
         load_state(accelerator, output_dir, say)
 
-    started = time.time()
     run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
-               tokenizer, output_dir, total_steps, started, say)
+               tokenizer, output_dir, total_steps, say)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         save_tuned_checkpoint(recipe, accelerator.unwrap_model(network).network, best, progress, data, tokenizer,
-                              checkpoint, started, say)
+                              checkpoint, say)
     say.close()
     return checkpoint
 
@@ -451,7 +457,7 @@ def build_training_network(recipe: Recipe, techniques: list[str]) -> TrainingNet
 
 
 def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
-               tokenizer, output_dir, total_steps, started, say) -> None:
+               tokenizer, output_dir, total_steps, say) -> None:
     """Train epoch after epoch, validating after each, until the epochs, the patience or the budget run out."""
     last_save = time.time()
     class_weights = data.class_weights.to(accelerator.device)
@@ -483,18 +489,17 @@ def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windo
                 say(f"epoch {progress.epoch + 1} step {progress.step}/{total_steps} "
                     f"loss {sum(running) / len(running):.4f} ({rate:.0f} tokens/s)")
                 running = []
-            minutes = progress.minutes + (time.time() - started) / 60
-            if (recipe.max_minutes and minutes >= recipe.max_minutes) or (recipe.max_steps and progress.step >= recipe.max_steps):
+            if (recipe.max_minutes and progress.elapsed_minutes() >= recipe.max_minutes) or (recipe.max_steps and progress.step >= recipe.max_steps):
                 out_of_budget = True
                 break
             if time.time() - last_save >= recipe.save_every_minutes * 60:
-                save_state(accelerator, output_dir, progress, started, say)
+                save_state(accelerator, output_dir, progress, say)
                 last_save = time.time()
         progress.epoch += 1
         progress.batches_done = 0
         if accelerator.is_main_process:
             validate_epoch(recipe, accelerator.unwrap_model(network).network, averaged, progress, best, data,
-                           tokenizer, accelerator.device, started, say)
+                           tokenizer, accelerator.device, say)
         stop = out_of_budget or progress.epochs_without_gain >= recipe.patience
         if accelerator.num_processes > 1:
             stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
@@ -503,11 +508,11 @@ def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windo
             say(f"stopping: {progress.stopped}")
         elif progress.epoch == recipe.epochs:
             progress.stopped = "all epochs trained"
-        save_state(accelerator, output_dir, progress, started, say)
+        save_state(accelerator, output_dir, progress, say)
         last_save = time.time()
 
 
-def validate_epoch(recipe, network, averaged, progress, best, data, tokenizer, device, started, say) -> None:
+def validate_epoch(recipe, network, averaged, progress, best, data, tokenizer, device, say) -> None:
     """Score the epoch's last weights and their running mean on validation; keep the best."""
     candidates = {"last": network.eval()}
     if int(averaged.n_averaged) > 0:
@@ -516,7 +521,7 @@ def validate_epoch(recipe, network, averaged, progress, best, data, tokenizer, d
     for weights, candidate in candidates.items():
         place = {"epoch": progress.epoch, "step": progress.step}
         score = validation_entry(candidate, tokenizer, recipe, data, device, place, weights,
-                                 progress.minutes + (time.time() - started) / 60)
+                                 progress.elapsed_minutes())
         progress.history.append(score)
         say(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(score)}")
         if score["selection"] > progress.best_score:
@@ -547,16 +552,13 @@ def run_settings(recipe: Recipe):
                             base_model=recipe.base_model, recipe=recipe.to_dict())
 
 
-def save_state(accelerator, output_dir: Path, progress: Progress, started: float, say) -> None:
+def save_state(accelerator, output_dir: Path, progress: Progress, say) -> None:
     """accelerate's state plus the progress, written beside the last one and swapped in, so a kill at any
     moment leaves one whole state behind."""
-    saved_minutes = progress.minutes
-    progress.minutes = progress.minutes + (time.time() - started) / 60
     target, fresh, stale = output_dir / STATE_DIR, output_dir / f"{STATE_DIR}.new", output_dir / f"{STATE_DIR}.old"
     if accelerator.is_main_process:
         shutil.rmtree(fresh, ignore_errors=True)
     accelerator.save_state(str(fresh))
-    progress.minutes = saved_minutes
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
         if target.exists():
@@ -576,7 +578,7 @@ def load_state(accelerator, output_dir: Path, say) -> None:
 
 
 def save_tuned_checkpoint(recipe, network, best: BestWeights, progress: Progress, data: TrainingData, tokenizer,
-                          checkpoint: Path, started: float, say) -> None:
+                          checkpoint: Path, say) -> None:
     """The best weights as an fp16 checkpoint, tuned on validation as users will load it."""
     from persuasion.model.checkpoint import write_settings, write_validation_report
     from persuasion.model.detector import Detector
@@ -593,7 +595,7 @@ def save_tuned_checkpoint(recipe, network, best: BestWeights, progress: Progress
         detector, report = tune_detector(detector, data.validation_articles, log=say)
     write_settings(checkpoint, detector.settings, detector.decoding)
     device = hardware(detector.device)
-    minutes = round(progress.minutes + (time.time() - started) / 60, 2)  # tuning included
+    minutes = round(progress.elapsed_minutes(), 2)  # tuning included
     write_validation_report(checkpoint, {
         "validation": report, "history": progress.history, "train_minutes": minutes,
         "trained_on": device, "tuned_on": device, "stopped": progress.stopped,

@@ -3,7 +3,7 @@
     POST /api/detect     DetectRequest   -> DetectResponse     technique spans in a text
     POST /api/classify   ClassifyRequest -> ClassifyResponse   the 14 techniques ranked for spans you give
     GET  /healthz        Health
-    GET  /docs           the OpenAPI page (/openapi.json)
+    GET  /docs           the OpenAPI page (Swagger UI, loaded from a CDN); the schema itself at /openapi.json
     GET  /               the page: paste text or open a .txt file, see the highlighted techniques
 
 Errors are JSON: {"error": "one line", "detail": [...]}; 400 for a body that is not JSON, 422 for JSON

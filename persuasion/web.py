@@ -2,7 +2,8 @@
 
     persuasion serve [--host 127.0.0.1] [--port 8000] [--model default|fast|PATH] [--max-text-chars N]
 
-Needs the [serve] extra (FastAPI and uvicorn). The API is described at /docs once it runs.
+Needs the [serve] extra (FastAPI and uvicorn). The API is described at /openapi.json once it runs (and at /docs,
+whose page loads Swagger UI from a CDN).
 """
 
 from __future__ import annotations

@@ -381,18 +381,17 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
                                          generator=torch.Generator().manual_seed(recipe.seed))
     network, optimizer, scheduler, loader = accelerator.prepare(network, optimizer, scheduler, loader)
     averaged = AveragedModel(accelerator.unwrap_model(network).network, avg_fn=running_mean)
-    progress, best = Progress(), BestWeights()
-    for saved in (averaged, progress, best):
+    state = RunState(accelerator, network, optimizer, scheduler, loader, windows, averaged, Progress(), BestWeights())
+    for saved in (state.averaged, state.progress, state.best):
         accelerator.register_for_checkpointing(saved)
     if resume:
         load_state(accelerator, output_dir, say)
 
-    run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
-               tokenizer, output_dir, total_steps, say)
+    run_epochs(recipe, state, data, tokenizer, total_steps, say)
     accelerator.wait_for_everyone()
     if accelerator.is_main_process:
-        save_tuned_checkpoint(recipe, accelerator.unwrap_model(network).network, best, progress, data, tokenizer,
-                              checkpoint, say)
+        save_tuned_checkpoint(recipe, accelerator.unwrap_model(network).network, state.best, state.progress, data,
+                              tokenizer, checkpoint, say)
     say.close()
     return checkpoint
 
@@ -456,9 +455,26 @@ def build_training_network(recipe: Recipe, techniques: list[str]) -> TrainingNet
     return TrainingNetwork(network, recipe.span_weight)
 
 
-def run_epochs(recipe, accelerator, network, optimizer, scheduler, loader, windows, averaged, progress, best, data,
-               tokenizer, output_dir, total_steps, say) -> None:
+@dataclass
+class RunState:
+    """What training moves forward, prepared by accelerate; the last three are saved with its state too."""
+
+    accelerator: object
+    network: TrainingNetwork
+    optimizer: torch.optim.Optimizer
+    scheduler: object
+    loader: torch.utils.data.DataLoader
+    windows: EpochWindows
+    averaged: AveragedModel  # the running mean of the weights
+    progress: Progress
+    best: BestWeights
+
+
+def run_epochs(recipe: Recipe, state: RunState, data: TrainingData, tokenizer, total_steps: int, say) -> None:
     """Train epoch after epoch, validating after each, until the epochs, the patience or the budget run out."""
+    accelerator, network, optimizer, scheduler = state.accelerator, state.network, state.optimizer, state.scheduler
+    loader, windows, averaged, progress, best = state.loader, state.windows, state.averaged, state.progress, state.best
+    output_dir = Path(recipe.output_dir)
     last_save = time.time()
     class_weights = data.class_weights.to(accelerator.device)
     while not progress.stopped and progress.epoch < recipe.epochs:

@@ -16,7 +16,7 @@ from functools import cached_property
 import numpy as np
 import torch
 
-from persuasion.errors import PersuasionError, reject_unknown_keys
+from persuasion.errors import reject_unknown_keys
 from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
 from persuasion.result import DetectionResult, SentenceScore, Span
 

@@ -14,7 +14,6 @@ from dataclasses import replace
 from numbers import Integral
 from pathlib import Path
 
-import numpy as np
 import torch
 
 from persuasion.errors import PersuasionError

@@ -73,6 +73,18 @@ def tiny_bert_config_and_tokenizer():
     return config, tokenizer
 
 
+def tiny_encoder_dir(root: Path) -> Path:
+    """A tiny BERT encoder folder (seeded weights and tokenizer) for a training run to start from."""
+    import torch
+    from transformers import BertModel
+
+    torch.manual_seed(0)
+    config, tokenizer = tiny_bert_config_and_tokenizer()
+    BertModel(config).save_pretrained(root)
+    tokenizer.save_pretrained(root)
+    return root
+
+
 def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_stride: int = 10, seed: int = 0,
                           technique_tagger: bool = False) -> Path:
     """A randomly initialised tiny detector (see tiny_bert_config_and_tokenizer), saved in fp32."""

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_bert_config_and_tokenizer, write_tiny_corpus
+from conftest import tiny_bert_config_and_tokenizer, tiny_encoder_dir, write_tiny_corpus
 from persuasion.taxonomy import TECHNIQUES
 
 
@@ -32,16 +32,6 @@ def build_tiny_teacher(directory: Path, seed: int = 0, window_tokens: int = 24, 
             head.weight.mul_(20.0)
     settings = DetectorSettings(window_tokens=window_tokens, window_stride=window_stride, technique_tagger=True)
     return Detector(network, tokenizer, settings).save(directory, half=False)
-
-
-def build_student_encoder(directory: Path) -> Path:
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    config, tokenizer = tiny_bert_config_and_tokenizer()
-    BertModel(config).save_pretrained(directory)
-    tokenizer.save_pretrained(directory)
-    return directory
 
 
 @pytest.fixture(scope="module")
@@ -240,7 +230,7 @@ def test_distillation_lowers_the_students_distance_from_the_teacher(corpus, teac
     assert batch["teacher_taught"].any() and batch["teacher_span_known"].any()
     assert "teacher_token_technique_logits" in batch
 
-    encoder_dir = build_student_encoder(tmp_path / "student")
+    encoder_dir = tiny_encoder_dir(tmp_path / "student")
     torch.manual_seed(0)
     student = TrainingNetwork(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
                                                                   technique_tagger=True), span_weight=2.0)
@@ -288,7 +278,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
     assert not any(key.startswith("teacher") for key in plain)
     assert all(torch.equal(plain[key], taught[key]) for key in plain)
 
-    encoder_dir = build_student_encoder(tmp_path / "student")
+    encoder_dir = tiny_encoder_dir(tmp_path / "student")
     student = TrainingNetwork(PersuasionNetwork.from_encoder_name(str(encoder_dir), len(TECHNIQUES),
                                                                   technique_tagger=True), span_weight=2.0)
     weights = torch.ones(len(TECHNIQUES))
@@ -351,7 +341,7 @@ def test_distil_command_trains_a_normal_checkpoint_and_a_second_run_reuses_the_c
     from persuasion.cli import main
 
     calls = counting_teacher(monkeypatch)
-    encoder_dir = build_student_encoder(tmp_path / "student")
+    encoder_dir = tiny_encoder_dir(tmp_path / "student")
     config = tmp_path / "tiny-distil.yaml"
     config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nbatch_size: 4\n"
                       "validation_fraction: 0.25\nepochs: 1\ndistil_mix: 0.5\ndistil_temperature: 2.0\n"

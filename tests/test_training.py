@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_bert_config_and_tokenizer, write_tiny_corpus
+from conftest import tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
 from persuasion.train.recipe import Recipe
 
@@ -54,16 +54,6 @@ def test_wrong_type_is_an_error(tmp_path):
     path.write_text("epochs: two\n")
     with pytest.raises(PersuasionError, match="epochs"):
         Recipe.from_yaml(path)
-
-
-def tiny_encoder_dir(root: Path) -> Path:
-    from transformers import BertModel
-
-    torch.manual_seed(0)
-    config, tokenizer = tiny_bert_config_and_tokenizer()
-    BertModel(config).save_pretrained(root)
-    tokenizer.save_pretrained(root)
-    return root
 
 
 def train_tiny(tmp_path: Path, recipe_keys: str, *arguments: str) -> tuple[Path, Path]:

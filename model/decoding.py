@@ -354,11 +354,16 @@ def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans:
     column = techniques.index("Repetition")
     for row in rows:  # the spans the network classified; the others stay uniform
         start, end = spans[row]
-        weight = boost if words.recurs(text[start:end]) else 0.0
+        weight = repetition_weight(words, text[start:end], boost)
         if weight != 1.0 and probabilities[row].sum() > probabilities[row, column]:
             probabilities[row, column] *= weight
             probabilities[row] /= probabilities[row].sum()
     return probabilities
+
+
+def repetition_weight(words: WordCounts, fragment: str, boost: float) -> float:
+    """What p(Repetition) of a fragment is multiplied by: the boost where its words recur, else 0."""
+    return boost if words.recurs(fragment) else 0.0
 
 
 def ranked(techniques: list[str], probabilities: np.ndarray) -> list[tuple[str, float]]:

@@ -21,7 +21,7 @@ from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import selection_score
 from persuasion.train.calibration import fit_calibration
 from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, decode, span_candidates
-from persuasion.model.decoding import head_probabilities
+from persuasion.model.decoding import head_probabilities, repetition_weight
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
@@ -159,8 +159,8 @@ def fit_technique_temperature(scores: list[DocumentScores], articles: list[Artic
         weights = np.ones_like(rows)
         if "Repetition" in document.techniques:
             for row in classified:
-                recurs = document.word_counts.recurs(document.text[slice(*fragments[row])])
-                weights[row, document.techniques.index("Repetition")] = decoding.repetition_boost if recurs else 0.0
+                weights[row, document.techniques.index("Repetition")] = repetition_weight(
+                    document.word_counts, document.text[slice(*fragments[row])], decoding.repetition_boost)
         log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
         with np.errstate(divide="ignore"):
             log_weights.append(np.log(weights))

@@ -79,9 +79,13 @@ def parse_sizes(value: str) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
-def model_label(model: str | None, checkpoint: Path) -> str:
-    """What the figures were measured on: a shipped model's name (a path would name this machine's clone)."""
-    return (model or "default") if model in (None, *SHIPPED_NAMES) else str(checkpoint)
+def measured_on(args: argparse.Namespace, checkpoint: Path, device: str) -> dict:
+    """What a JSON of figures was measured on; a shipped model by its name (its path names this machine's clone)."""
+    import torch
+
+    model = (args.model or "default") if args.model in (None, *SHIPPED_NAMES) else str(checkpoint)
+    return {"split": args.split, "model": model, "device": device, "threads": torch.get_num_threads(),
+            "batch_size": args.batch_size}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -135,11 +139,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
 
     if args.json_path:
-        figures = {
-            "split": args.split, "model": model_label(args.model, checkpoint), "device": device, "threads": torch.get_num_threads(),
-            "batch_size": args.batch_size, "documents": len(texts), "tokens": tokens,
-            "systems": [row.to_dict() for row in rows],
-        }
+        figures = measured_on(args, checkpoint, device) | {
+            "documents": len(texts), "tokens": tokens, "systems": [row.to_dict() for row in rows]}
         args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 
@@ -177,9 +178,9 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     if not _reset_peak():
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
     if args.json_path:
-        figures = {"split": args.split, "model": model_label(args.model, checkpoint), "device": device, "threads": torch.get_num_threads(),
-                   "batch_size": args.batch_size, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB,
-                   "time_ratio_to_linear": linearity, "linear_tolerance": LINEAR_TOLERANCE}
+        figures = measured_on(args, checkpoint, device) | {
+            "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB, "time_ratio_to_linear": linearity,
+            "linear_tolerance": LINEAR_TOLERANCE}
         args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
     return 0
 

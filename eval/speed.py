@@ -139,9 +139,8 @@ def run(args: argparse.Namespace) -> int:
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
 
     if args.json_path:
-        figures = measured_on(args, checkpoint, device) | {
-            "documents": len(texts), "tokens": tokens, "systems": [row.to_dict() for row in rows]}
-        args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
+        write_figures(args.json_path, measured_on(args, checkpoint, device) | {
+            "documents": len(texts), "tokens": tokens, "systems": [row.to_dict() for row in rows]})
     return 0
 
 
@@ -178,11 +177,17 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     if not _reset_peak():
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
     if args.json_path:
-        figures = measured_on(args, checkpoint, device) | {
+        write_figures(args.json_path, measured_on(args, checkpoint, device) | {
             "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB, "time_ratio_to_linear": linearity,
-            "linear_tolerance": LINEAR_TOLERANCE}
-        args.json_path.write_text(json.dumps(figures, indent=2) + "\n")
+            "linear_tolerance": LINEAR_TOLERANCE})
     return 0
+
+
+def write_figures(path: Path, figures: dict) -> None:
+    """The --json file, in a folder made for it: a new model's eval/results/NAME/ does not exist yet, and
+    failing there would throw away minutes of timing."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_text(json.dumps(figures, indent=2) + "\n")
 
 
 def document_of_characters(texts: list[str], characters: int) -> str:

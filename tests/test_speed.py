@@ -32,7 +32,7 @@ def ptc_folder(tmp_path_factory):
 
 
 def test_speed_reports_every_system(ptc_folder, tiny_checkpoint, tmp_path, capsys):
-    out = tmp_path / "speed.json"
+    out = tmp_path / "results" / "new-model" / "speed.json"  # its folder is made, not an error after timing
     code = main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(tiny_checkpoint),
                  "--limit", "3", "--batch-size", "8", "--quantize", "--json", str(out)])
     assert code == 0

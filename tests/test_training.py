@@ -12,6 +12,7 @@ import yaml
 
 from conftest import tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
+from persuasion.model.checkpoint import shipped_folders
 from persuasion.train.recipe import Recipe
 
 CONFIGS = Path(__file__).resolve().parents[1] / "configs"
@@ -25,13 +26,13 @@ def test_every_config_lists_only_what_it_changes():
         assert all(value != defaults[key] for key, value in keys.items()), path
 
 
-@pytest.mark.parametrize("name, config", [("fast", "minilm-cpu.yaml")])
-def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name, config):
-    from persuasion.model.checkpoint import read_settings, shipped_model
+@pytest.mark.parametrize("name", sorted(shipped_folders()))
+def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name):
+    from persuasion.model.checkpoint import SHIPPED_CONFIGS, read_settings
 
-    shipped_dir = shipped_model(name)
+    shipped_dir = shipped_folders()[name]
     settings, _ = read_settings(shipped_dir)
-    config = Recipe.from_yaml(CONFIGS / config)
+    config = Recipe.from_yaml(CONFIGS.parent / SHIPPED_CONFIGS[name])
     # Keys added after the model was trained take their defaults, which leave training as it was.
     trained = Recipe.from_dict(settings.recipe).training_choices()
     if trained["max_minutes"] != config.max_minutes:

@@ -89,7 +89,11 @@ def test_model_card_and_readme_match_the_committed_measurements():
 def test_the_model_card_stays_a_five_minute_read():
     from persuasion.eval.model_card import CARD
 
-    assert len(CARD.read_text().split()) < 1500
+    # Tables are scanned, not read, and grow by a column group per shipped model; the prose is what takes time.
+    lines = CARD.read_text().splitlines()
+    prose = sum(len(line.split()) for line in lines if not line.startswith("|"))
+    table = sum(len(line.split()) for line in lines if line.startswith("|"))
+    assert prose < 1000 and table < 1500, (prose, table)
 
 
 def test_the_model_card_shows_every_shipped_model_side_by_side(monkeypatch):

@@ -178,10 +178,10 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     (checkpoint / "validation.json").write_text(json.dumps(report))
     (shipped / "validation.json").write_text(json.dumps(json.loads((shipped / "validation.json").read_text())))
     from persuasion.errors import PersuasionError
-    from persuasion.train.export import check_gain
+    from persuasion.train.export import MIN_GAIN, check_gain
 
     with pytest.raises(PersuasionError, match="other articles"):
-        check_gain(checkpoint, shipped, 0.002)
+        check_gain(checkpoint, shipped, MIN_GAIN["fast"])
 
 
 def test_a_technique_tagger_trained_with_the_model_is_kept_and_its_mix_tuned_on_validation(tmp_path):

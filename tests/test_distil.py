@@ -72,7 +72,7 @@ def taught_articles(corpus: Path, teacher_dir: Path, tmp_path: Path):
     articles = read_ptc_articles(corpus, "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
     recipe = Recipe(teacher=str(teacher_dir), output_dir=str(tmp_path / "run"), distil_mix=0.5)
-    attach_teacher_targets(recipe, articles, encoded, list(TECHNIQUES), say=lambda message: None)
+    attach_teacher_targets(recipe, [articles], encoded, list(TECHNIQUES), say=lambda message: None)
     return tokenizer, encoded
 
 
@@ -215,6 +215,34 @@ def test_the_teacher_cache_is_reused_and_recomputed_when_teacher_or_texts_change
     assert len(calls) == 4 and Path(report["cache"]) != cache
 
 
+def test_a_group_of_texts_added_to_a_run_is_scored_alone_and_the_others_come_from_their_cache(corpus, teacher_dir,
+                                                                                            tmp_path, monkeypatch):
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.train.distil import attach_teacher_targets
+    from persuasion.train.features import encode_article
+    from persuasion.train.recipe import Recipe
+
+    calls = counting_teacher(monkeypatch)
+    _, tokenizer = tiny_bert_config_and_tokenizer()
+    articles = read_ptc_articles(corpus, "train")
+    news, extra = articles[:5], articles[5:]  # as the training articles and the memes of a run
+    recipe = Recipe(teacher=str(teacher_dir), output_dir=str(tmp_path / "run"), distil_mix=0.5)
+    quiet = {"say": lambda message: None}
+
+    def encoded(texts):
+        return [encode_article(article, tokenizer, list(TECHNIQUES)) for article in texts]
+
+    alone = encoded(news)
+    attach_teacher_targets(recipe, [news], alone, list(TECHNIQUES), **quiet)
+    both = encoded(news + extra)
+    report = attach_teacher_targets(recipe, [news, extra], both, list(TECHNIQUES), **quiet)
+    assert calls == [[a.article_id for a in news], [a.article_id for a in extra]]  # only the new group scored
+    assert len(report["caches"]) == 2 and not report["loaded_from_cache"] and report["texts"] == len(articles)
+    for one, other in zip(alone, both):  # the cached group's targets are those it had alone
+        assert torch.equal(one.teacher.tag_log_probabilities, other.teacher.tag_log_probabilities)
+    assert all(article.teacher.covered.any() for article in both)
+
+
 # The loss
 
 
@@ -354,7 +382,7 @@ def test_distil_command_trains_a_normal_checkpoint_and_a_second_run_reuses_the_c
     assert len(calls) == 1 and len(calls[0]) == 6  # the training articles only
     assert not set(calls[0]) & set(report["validation_articles"])
     assert report["teacher"]["checkpoint"] == str(teacher_dir) and not report["teacher"]["loaded_from_cache"]
-    assert Path(report["teacher"]["cache"]).parent == first / "teacher"
+    assert [Path(cache).parent for cache in report["teacher"]["caches"]] == [first / "teacher"]
     recipe = json.loads((first / "recipe.json").read_text())
     assert recipe["teacher"] == str(teacher_dir) and recipe["distil_mix"] == 0.5
     text = (corpus / "train-articles" / "article1000.txt").read_text()

@@ -175,7 +175,7 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
     return outputs
 
 
-# The cache: one safetensors file per teacher and set of texts
+# The cache: one safetensors file per teacher and group of texts
 
 
 def texts_digest(articles: list[Article]) -> str:
@@ -196,7 +196,7 @@ def cache_key(teacher_digest: str, settings, articles: list[Article]) -> str:
 
 
 def cache_path(recipe: Recipe, teacher_digest: str, articles: list[Article]) -> Path:
-    """One file per teacher and set of texts, so variants with and without extra texts share a cache folder."""
+    """One file per teacher and group of texts: runs with and without the memes share the articles' file."""
     folder = Path(recipe.teacher_cache) if recipe.teacher_cache else Path(recipe.output_dir) / DEFAULT_CACHE_DIR
     return folder / f"{teacher_digest[:16]}-{texts_digest(articles)[:8]}.safetensors"
 
@@ -321,15 +321,28 @@ def student_targets(outputs: TextOutputs, encoded: EncodedArticle, num_technique
         known)
 
 
-def attach_teacher_targets(recipe: Recipe, articles: list[Article], encoded: list[EncodedArticle],
+def attach_teacher_targets(recipe: Recipe, groups: list[list[Article]], encoded: list[EncodedArticle],
                            techniques: list[str], say=print) -> dict:
-    """Give each encoded training text (in the order of `articles`) the teacher's targets; returns the
-    teacher report that validation.json records."""
-    outputs, report = teacher_outputs(recipe, articles, techniques, say)
+    """Give each encoded training text (the groups' texts, in order) the teacher's targets; returns the
+    teacher report that validation.json records.
+
+    Each group of texts (the training articles; the memes) is cached in a file of its own, so a run that adds
+    a group to another's texts scores only that group."""
+    outputs, reports = [], []
+    for texts in groups:
+        group_outputs, report = teacher_outputs(recipe, texts, techniques, say)
+        outputs += group_outputs
+        reports.append(report)
     for text_outputs, encoded_article in zip(outputs, encoded, strict=True):
         encoded_article.teacher = student_targets(text_outputs, encoded_article, len(techniques))
     covered = sum(int(e.teacher.covered.sum()) for e in encoded)
     tokens = sum(len(e.teacher.covered) for e in encoded)
     say(f"teacher targets on {covered} of {tokens} student tokens; "
         f"{sum(int(e.teacher.span_known.sum()) for e in encoded)} gold spans with a teacher distribution")
-    return report
+    return {**{key: reports[0][key] for key in ("checkpoint", "digest", "window_tokens", "stride")},
+            "scored_on": ", ".join(sorted({report["scored_on"] for report in reports})),
+            "texts": sum(report["texts"] for report in reports),
+            "teacher_tokens": sum(report["teacher_tokens"] for report in reports),
+            "scoring_minutes": round(sum(report["scoring_minutes"] for report in reports), 2),
+            "caches": [report["cache"] for report in reports],
+            "loaded_from_cache": all(report["loaded_from_cache"] for report in reports)}

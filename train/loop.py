@@ -433,8 +433,8 @@ def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: in
         from persuasion.train.distil import attach_teacher_targets
 
         # Only the training texts: the teacher never sees the validation split.
-        taught = train_articles + (memes if recipe.distil_memes else [])
-        teacher_report = attach_teacher_targets(recipe, taught, encoded[:len(taught)], techniques, say)
+        taught = [train_articles] + ([memes] if recipe.distil_memes else [])
+        teacher_report = attach_teacher_targets(recipe, taught, encoded[:sum(map(len, taught))], techniques, say)
     content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens
     # An upper bound of the windows an epoch cuts (their grid shifts each epoch): the schedule's length.
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)

@@ -12,10 +12,11 @@ import yaml
 
 from conftest import tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
-from persuasion.model.checkpoint import shipped_folders
+from persuasion.model.checkpoint import SHIPPED_CONFIGS, read_settings, shipped_folders
 from persuasion.train.recipe import Recipe
 
-CONFIGS = Path(__file__).resolve().parents[1] / "configs"
+REPOSITORY = Path(__file__).resolve().parents[1]
+CONFIGS = REPOSITORY / "configs"
 
 
 def test_every_config_lists_only_what_it_changes():
@@ -28,11 +29,9 @@ def test_every_config_lists_only_what_it_changes():
 
 @pytest.mark.parametrize("name", sorted(shipped_folders()))
 def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name):
-    from persuasion.model.checkpoint import SHIPPED_CONFIGS, read_settings
-
     shipped_dir = shipped_folders()[name]
     settings, _ = read_settings(shipped_dir)
-    config = Recipe.from_yaml(CONFIGS.parent / SHIPPED_CONFIGS[name])
+    config = Recipe.from_yaml(REPOSITORY / SHIPPED_CONFIGS[name])
     # Keys added after the model was trained take their defaults, which leave training as it was.
     trained = Recipe.from_dict(settings.recipe).training_choices()
     if trained["max_minutes"] != config.max_minutes:

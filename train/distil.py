@@ -1,8 +1,9 @@
 """`persuasion distil`: train the fast model on the gold and on what a large model says about the same text.
 
-    persuasion distil --teacher runs/mpnet-cpu/checkpoint --config configs/minilm-distil.yaml \
-        --data ../shared/data/ptc-semeval2020
+    persuasion distil --config configs/minilm-distil.yaml --data ../shared/data/ptc-semeval2020  # teacher: the default model
     persuasion distil --resume runs/minilm-distil      # after the run above was killed
+    persuasion distil --teacher runs/mpnet-cpu/checkpoint --config configs/minilm-distil.yaml \
+        --data ../shared/data/ptc-semeval2020          # another teacher
 
 The teacher (a checkpoint folder, any tokenizer) reads every training text once, in overlapping windows
 at its own inference stride, and its outputs are cached on disk: per teacher token, log p(O/B/I) and the
@@ -41,7 +42,8 @@ def add_arguments(parser) -> None:
 
     add_training_arguments(parser)
     parser.add_argument("--teacher", metavar="CHECKPOINT",
-                        help="the checkpoint folder to learn from (sets the recipe's teacher)")
+                        help="the checkpoint folder or shipped model (default, fast) to learn from "
+                             "(sets the recipe's teacher)")
     parser.add_argument("--teacher-cache", metavar="DIR",
                         help="folder of the teacher's cached outputs, to share between runs (default: teacher/ "
                              "in the run folder)")
@@ -254,9 +256,9 @@ def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[st
                     ) -> tuple[list[TextOutputs], dict]:
     """The teacher's outputs for the texts, from the cache where it matches, else scored and cached:
     (outputs, a report of which teacher, which cache and how long scoring took)."""
-    from persuasion.model.checkpoint import load_network, network_digest, read_settings
+    from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve
 
-    teacher = Path(recipe.teacher)
+    teacher = resolve(recipe.teacher)
     settings, _ = read_settings(teacher)
     if list(settings.techniques) != list(techniques):
         raise PersuasionError(f"teacher {teacher}: classifies other techniques than the student; give a "
@@ -273,7 +275,7 @@ def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[st
     network, tokenizer, _ = load_network(teacher)
     say(f"teacher {teacher} scores {len(articles)} texts on {device}, once (cached in {path})")
     outputs = score_texts(network, tokenizer, settings, articles, device, say)
-    about = {"checkpoint": str(teacher), "digest": digest, "window_tokens": settings.window_tokens,
+    about = {"checkpoint": recipe.teacher, "digest": digest, "window_tokens": settings.window_tokens,
              "stride": settings.window_stride, "texts": len(articles),
              "teacher_tokens": sum(len(o.token_offsets) for o in outputs),
              "scoring_minutes": round((time.time() - started) / 60, 2), "scored_on": device}

@@ -44,7 +44,7 @@ class Recipe:
     meme_dir: str = ""  # SemEval-2021 meme folder to add as extra training text ("" to skip)
     extra_window_grids: int = 0  # per epoch, cut each text longer than a window on this many more shifted grids
     # Distillation (`persuasion distil`, train/distil.py): the student also learns the teacher's outputs.
-    teacher: str = ""  # the teacher's checkpoint folder; used only when distil_mix > 0
+    teacher: str = ""  # the teacher's checkpoint folder or shipped model name; used only when distil_mix > 0
     teacher_cache: str = ""  # folder of the teacher's cached outputs ("": teacher/ in the run folder)
     distil_mix: float = 0.0  # the teacher's share of the loss, the gold's is 1 - distil_mix (0: no distillation)
     distil_temperature: float = 1.0  # softens teacher and student distributions alike

@@ -27,6 +27,17 @@ def test_every_config_lists_only_what_it_changes():
         assert all(value != defaults[key] for key, value in keys.items()), path
 
 
+def test_every_sweep_file_names_a_config_and_known_keys(monkeypatch):
+    from persuasion.train.sweep import read_sweep
+
+    monkeypatch.chdir(REPOSITORY)  # sweep files name their config from the repository's root, as run
+    sweeps = sorted((CONFIGS / "sweeps").glob("*.yaml"))
+    assert sweeps
+    for path in sweeps:
+        config, _, variants = read_sweep(path)  # each variant's recipe is read: an unknown key fails here
+        assert (REPOSITORY / config).is_file() and variants, path
+
+
 @pytest.mark.parametrize("name", sorted(shipped_folders()))
 def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name):
     shipped_dir = shipped_folders()[name]

@@ -342,7 +342,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
     assert distilled > 0
 
 
-def test_extra_grids_cut_long_texts_again_at_other_offsets_with_their_teacher_targets(corpus, teacher_dir, tmp_path):
+def test_every_epochs_windows_carry_the_teacher_targets_of_their_own_tokens_and_spans(corpus, teacher_dir, tmp_path):
     from persuasion.train.features import TeacherTargets
     from persuasion.train.loop import EpochWindows
 
@@ -355,24 +355,20 @@ def test_extra_grids_cut_long_texts_again_at_other_offsets_with_their_teacher_ta
             torch.stack([torch.full((tokens,), number), torch.arange(tokens), torch.zeros(tokens)], -1),
             None, torch.ones(tokens, dtype=torch.bool), torch.arange(spans)[:, None].repeat(1, len(TECHNIQUES)),
             torch.ones(spans, dtype=torch.bool))
-    one, three = EpochWindows(texts, 20, seed=13), EpochWindows(texts, 20, seed=13, extra_grids=2)
-    one.cut(0)
-    three.cut(0)
-
-    def first_tokens(windows) -> set:
-        return {tuple(w.teacher.tag_log_probabilities[0, :2].int().tolist()) for w in windows}
-
-    # the first grid is the one a run without extra grids cuts; the two others add windows with other borders
-    assert len(three.windows) >= len(one.windows) + 2 * sum(-(-len(a.document.token_ids) // 20) for a in texts)
-    assert first_tokens(one.windows) < first_tokens(three.windows)
-    for window in three.windows:  # each window carries the teacher's targets of its own tokens and spans
-        number, positions = window.teacher.tag_log_probabilities[:, 0], window.teacher.tag_log_probabilities[:, 1]
-        article, start = texts[int(number[0])], int(positions[0])
-        assert positions.tolist() == list(range(start, start + len(window.token_ids)))
-        assert article.document.token_ids[start: start + len(window.token_ids)] == window.token_ids
-        span_indices = window.teacher.span_log_probabilities[:, 0].tolist()
-        assert [article.technique_spans[int(i)].first_token - start for i in span_indices] == [
-            first for first, _, _ in window.spans]
+    windows = EpochWindows(texts, 20, seed=13)
+    borders = set()
+    for epoch in range(3):  # each epoch shifts the grid, so the windows start elsewhere
+        windows.cut(epoch)
+        borders |= {tuple(w.teacher.tag_log_probabilities[0, :2].int().tolist()) for w in windows.windows}
+        for window in windows.windows:
+            number, positions = window.teacher.tag_log_probabilities[:, 0], window.teacher.tag_log_probabilities[:, 1]
+            article, start = texts[int(number[0])], int(positions[0])
+            assert positions.tolist() == list(range(start, start + len(window.token_ids)))
+            assert article.document.token_ids[start: start + len(window.token_ids)] == window.token_ids
+            span_indices = window.teacher.span_log_probabilities[:, 0].tolist()
+            assert [article.technique_spans[int(i)].first_token - start for i in span_indices] == [
+                first for first, _, _ in window.spans]
+    assert len(borders) > len(windows.windows)
 
 
 # The command
@@ -387,8 +383,7 @@ def test_distil_command_trains_a_normal_checkpoint_and_a_second_run_reuses_the_c
     encoder_dir = tiny_encoder_dir(tmp_path / "student")
     config = tmp_path / "tiny-distil.yaml"
     config.write_text(f"base_model: {encoder_dir}\nwindow_tokens: 24\ninference_stride: 16\nbatch_size: 4\n"
-                      "validation_fraction: 0.25\nepochs: 1\ndistil_mix: 0.5\ndistil_temperature: 2.0\n"
-                      "extra_window_grids: 1\n")
+                      "validation_fraction: 0.25\nepochs: 1\ndistil_mix: 0.5\ndistil_temperature: 2.0\n")
     first = tmp_path / "first"
     command = ["distil", "--teacher", str(teacher_dir), "--config", str(config), "--data", str(corpus)]
     assert main([*command, "--output", str(first)]) == 0

@@ -96,23 +96,16 @@ class TrainingData:
 
 class EpochWindows(torch.utils.data.Dataset):
     """The training windows of one epoch: each epoch cuts the articles on a grid shifted at random
-    and shuffles the windows, both seeded by the epoch, so a resumed run sees the same batches.
+    and shuffles the windows, both seeded by the epoch, so a resumed run sees the same batches."""
 
-    `extra_grids` more grids per epoch cut the texts longer than one window at other offsets (a shorter
-    text has one window, whatever the offset): more windows of the same articles, with other borders.
-    """
-
-    def __init__(self, encoded: list, content_tokens: int, seed: int, extra_grids: int = 0):
-        self.encoded, self.content_tokens, self.seed, self.extra_grids = encoded, content_tokens, seed, extra_grids
+    def __init__(self, encoded: list, content_tokens: int, seed: int):
+        self.encoded, self.content_tokens, self.seed = encoded, content_tokens, seed
         self.windows: list = []
 
     def cut(self, epoch: int) -> None:
         # Not `set_epoch`: accelerate's loader calls a dataset's set_epoch with its own count of iterations.
         rng = random.Random(self.seed * 1000 + epoch)
         self.windows = [window for article in self.encoded for window in cut_windows(article, self.content_tokens, rng)]
-        for _ in range(self.extra_grids):
-            self.windows += [window for article in self.encoded if len(article.document.token_ids) > self.content_tokens
-                             for window in cut_windows(article, self.content_tokens, rng)]
         rng.shuffle(self.windows)
 
     def __len__(self) -> int:
@@ -374,7 +367,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     optimizer = make_optimizer(network, recipe)
     total_steps = min(data.steps_per_epoch * recipe.epochs, recipe.max_steps or math.inf)
     scheduler = get_linear_schedule_with_warmup(optimizer, int(recipe.warmup_fraction * total_steps), total_steps)
-    windows = EpochWindows(data.encoded, data.content_tokens, recipe.seed, recipe.extra_window_grids)
+    windows = EpochWindows(data.encoded, data.content_tokens, recipe.seed)
     # Its own generator: the loader then draws nothing from the global RNG that dropout uses.
     loader = torch.utils.data.DataLoader(windows, batch_size=recipe.batch_size, shuffle=False,
                                          collate_fn=WindowCollator(WindowFraming.of(tokenizer), len(techniques)),
@@ -398,8 +391,6 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
 
 def check_recipe(recipe: Recipe) -> None:
     """The recipe's choices that no type check catches, before any data is read."""
-    if recipe.extra_window_grids < 0:
-        raise PersuasionError(f"extra_window_grids should be 0 or more, got {recipe.extra_window_grids}")
     if not 0 <= recipe.distil_mix <= 1:
         raise PersuasionError(f"distil_mix should be between 0 (no distillation) and 1, got {recipe.distil_mix}")
     if recipe.distil_temperature <= 0:
@@ -438,8 +429,6 @@ def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: in
     content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens
     # An upper bound of the windows an epoch cuts (their grid shifts each epoch): the schedule's length.
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)
-    windows_per_epoch += recipe.extra_window_grids * sum(math.ceil(len(a.document.token_ids) / content_tokens) + 1
-                                                         for a in encoded if len(a.document.token_ids) > content_tokens)
     return TrainingData(train_articles, validation_articles, encoded,
                         technique_class_weights(encoded, len(techniques), recipe.technique_class_weighting),
                         content_tokens, math.ceil(windows_per_epoch / recipe.batch_size / processes), teacher_report)

@@ -42,7 +42,6 @@ class Recipe:
     max_minutes: float = 50.0  # stop training after this long (0: no limit); tuning still runs
     max_steps: int = 0  # stop after this many optimiser steps (0: no limit); for smoke tests
     meme_dir: str = ""  # SemEval-2021 meme folder to add as extra training text ("" to skip)
-    extra_window_grids: int = 0  # per epoch, cut each text longer than a window on this many more shifted grids
     # Distillation (`persuasion distil`, train/distil.py): the student also learns the teacher's outputs.
     teacher: str = ""  # the teacher's checkpoint folder or shipped model name; used only when distil_mix > 0
     teacher_cache: str = ""  # folder of the teacher's cached outputs ("": teacher/ in the run folder)

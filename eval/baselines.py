@@ -24,6 +24,7 @@ VALIDATION_FRACTION, SPLIT_SEED = 0.1, 13  # as the training recipes hold out
 
 class MajorityBaseline:
     name = "majority"
+    precision = None
 
     def __init__(self, technique: str):
         self.technique = technique
@@ -63,6 +64,7 @@ def line_around(text: str, start: int, end: int) -> str:
 
 class TfidfBaseline:
     name = "tfidf"
+    precision = None
 
     def __init__(self, technique_model, line_model, line_threshold: float):
         self.technique_model = technique_model

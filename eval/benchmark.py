@@ -18,6 +18,7 @@ from pathlib import Path
 from persuasion.corpus import Article, load_corpus
 from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
 from persuasion.eval.systems import Predictions, load_system
+from persuasion.model.precision import PRECISIONS
 
 
 def add_arguments(parser) -> None:
@@ -28,13 +29,14 @@ def add_arguments(parser) -> None:
                         help="a shipped model ('default', the most accurate, or 'fast'), 'majority', 'tfidf', "
                              "or a checkpoint folder")
     parser.add_argument("--train-split", default="train", help="split the baselines are trained on")
-    parser.add_argument("--quantize", action="store_true", help="run the checkpoint with dynamic int8 weights (CPU)")
+    parser.add_argument("--precision", choices=PRECISIONS, default="auto",
+                        help="what the checkpoint computes in (default: auto, bf16 where the hardware has it, else fp32)")
     parser.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 def run(args) -> int:
     metrics = run_benchmark(args.data, args.split, args.out, args.system, args.train_split, progress=not args.quiet,
-                            quantize=args.quantize)
+                            precision=args.precision)
     if metrics is None:
         print(f"{args.split} has no gold labels: wrote prediction files only to {args.out}")
     else:
@@ -46,13 +48,13 @@ def run(args) -> int:
 
 
 def run_benchmark(data_dir, split: str, out_dir, system_name: str = "default", train_split: str = "train",
-                  progress: bool = True, quantize: bool = False) -> dict | None:
+                  progress: bool = True, precision: str = "auto") -> dict | None:
     from tqdm import tqdm
 
     articles = [Article.from_record(record) for record in load_corpus(data_dir, [split])[split]]
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    system = load_system(system_name, data_dir, train_split, quantize)
+    system = load_system(system_name, data_dir, train_split, precision)
     started = time.time()
     with tqdm(total=len(articles), desc=f"{system.name} on {split}", unit="article", file=sys.stderr,
               disable=not progress) as bar:
@@ -62,7 +64,7 @@ def run_benchmark(data_dir, split: str, out_dir, system_name: str = "default", t
     if not any(article.has_gold or article.si_spans is not None for article in articles):
         return None
     metrics = score(articles, predictions)
-    metrics.update(system=system.name, split=split, articles=len(articles), seconds=round(seconds, 1))
+    metrics.update(system=system.name, precision=system.precision, split=split, articles=len(articles), seconds=round(seconds, 1))
     (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2) + "\n")
     if metrics.get("tc"):
         from persuasion.eval.report import per_technique_table, save_plots

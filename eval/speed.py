@@ -1,9 +1,11 @@
 """`persuasion speed`: inference tokens/s of the detector against a plain transformers pipeline.
 
-    persuasion speed --data ../shared/data/ptc-semeval2020 --split dev [--quantize] [--json speed.json]
+    persuasion speed --data ../shared/data/ptc-semeval2020 --split dev [--precision fp32,bf16,int8] [--json speed.json]
     persuasion speed --data ../shared/data/ptc-semeval2020 --long [--long-sizes 500000,2000000,5000000]
 
-`--long` times instead one generated document of each size (the split's text repeated): seconds,
+The detector is timed once in each precision (model/precision.py), and the table says which one
+`auto` picks on this machine and whether bf16 is native here. `--long` times instead one generated
+document of each size (the split's text repeated), at `auto` or the first `--precision`: seconds,
 characters/s and the process's peak resident set while detecting it, which streaming keeps flat.
 
 Every system reads the same articles in the same run and is warmed up on one of them first.
@@ -20,6 +22,7 @@ import json
 import re
 import sys
 import time
+import warnings
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -27,10 +30,12 @@ from pathlib import Path
 from persuasion.corpus import read_ptc_articles
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import SHIPPED_NAMES
+from persuasion.model.precision import PRECISIONS, choose_precision, native_bf16
 
 LONG_DOCUMENT_LIMIT_MIB = 1024  # --long: the process's peak, model included, with a 5 M-character document
 LONG_SIZES = (500_000, 2_000_000, 5_000_000)  # characters
 LINEAR_TOLERANCE = 1.2  # --long: the largest document may take this much more than linear in the smallest
+TIMED_PRECISIONS = ("fp32", "bf16", "int8")
 
 
 @dataclass
@@ -59,7 +64,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--limit", type=int, default=0, help="time only the first N articles (default: all)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass, for every system")
     parser.add_argument("--device", choices=["cpu", "cuda"], default=None, help="default: cuda when available")
-    parser.add_argument("--quantize", action="store_true", help="also time the int8-quantised detector (CPU only)")
+    parser.add_argument("--precision", default=None, metavar="P,P,...",
+                        help=f"time the detector in each of these (default: {','.join(TIMED_PRECISIONS)}; int8 on "
+                             "the CPU only); --long times the first (default: auto)")
     parser.add_argument("--long", action="store_true",
                         help="time one generated document of each --long-sizes instead (seconds, characters/s, "
                              "peak memory)")
@@ -79,13 +86,22 @@ def parse_sizes(value: str) -> tuple[int, ...]:
     return tuple(sorted(sizes))
 
 
+def parse_precisions(value: str) -> tuple[str, ...]:
+    precisions = tuple(precision.strip() for precision in value.split(","))
+    unknown = [precision for precision in precisions if precision not in PRECISIONS]
+    if unknown or not precisions:
+        raise PersuasionError(f"--precision {value!r}: give some of {', '.join(PRECISIONS)}, separated by commas")
+    return precisions
+
+
 def measured_on(args: argparse.Namespace, checkpoint: Path, device: str) -> dict:
     """What a JSON of figures was measured on; a shipped model by its name (its path names this machine's clone)."""
     import torch
 
     model = (args.model or "default") if args.model in (None, *SHIPPED_NAMES) else str(checkpoint)
     return {"split": args.split, "model": model, "device": device, "threads": torch.get_num_threads(),
-            "batch_size": args.batch_size}
+            "batch_size": args.batch_size, "bf16_native": native_bf16(device),
+            "auto_precision": choose_precision("auto", device, native_bf16(device))}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -101,8 +117,9 @@ def run(args: argparse.Namespace) -> int:
     if args.device == "cuda" and not torch.cuda.is_available():
         raise PersuasionError("--device cuda: no CUDA device is visible; use --device cpu")
     device = args.device or ("cuda" if torch.cuda.is_available() else "cpu")
-    if args.quantize and device != "cpu":
-        raise PersuasionError("--quantize times the int8 model on the CPU; add --device cpu")
+    precisions = parse_precisions(args.precision) if args.precision else ("auto",) if args.long else TIMED_PRECISIONS
+    if "int8" in precisions and device != "cpu":
+        raise PersuasionError("--precision int8 runs on the CPU only; add --device cpu or leave int8 out")
     checkpoint = resolve(args.model)
 
     articles = read_ptc_articles(args.data, args.split)
@@ -110,26 +127,30 @@ def run(args: argparse.Namespace) -> int:
     if not texts:
         raise PersuasionError(f"{args.data}: the {args.split} split has no article with text")
 
-    detector = Detector.load(checkpoint, device=device)
     if args.long:
+        detector = Detector.load(checkpoint, device=device, precision=precisions[0])
         return run_long(args, long_sizes, detector, texts, checkpoint, device)
+    detector = Detector.load(checkpoint, device=device, precision="fp32")
     tokens = sum(len(tokenize_document(detector.tokenizer, text).token_ids) for text in texts)
+    auto = choose_precision("auto", device, native_bf16(device))
     print(f"persuasion speed: {args.split} split, {len(texts)} articles, {tokens:,} tokens, {device}, "
-          f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}")
-
-    detect = detector_runner(detector, args.batch_size)
-    detect(texts[:1])  # warm-up
-    rows = [measure("detector (full pipeline)", detect, texts, tokens)]
+          f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}; "
+          f"bf16 {'is' if native_bf16(device) else 'is not'} native here, so auto is {auto}")
 
     reference = reference_runner(build_reference(checkpoint, detector, device), args.batch_size)
-    reference(texts[:1])
+    reference(texts[:1])  # warm-up
     reference_row = measure("transformers pipeline (reference)", reference, texts, tokens)
-    del reference, detector, detect
+    del reference, detector
 
-    if args.quantize:
-        detect_int8 = detector_runner(Detector.load(checkpoint, device="cpu", quantize=True), args.batch_size)
-        detect_int8(texts[:1])
-        rows.append(measure("detector int8 (full pipeline)", detect_int8, texts, tokens))
+    rows = []
+    for precision in precisions:
+        with warnings.catch_warnings():  # bf16 where it is not native: the header line said so
+            warnings.simplefilter("ignore")
+            detector = Detector.load(checkpoint, device=device, precision=precision)
+        detect = detector_runner(detector, args.batch_size)
+        detect(texts[:1])
+        rows.append(measure(f"detector {detector.precision} (full pipeline)", detect, texts, tokens))
+        del detector, detect
 
     rows.append(reference_row)
     for row in rows:
@@ -152,8 +173,8 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
     from persuasion.model.streaming import release_freed_memory
 
     print(f"persuasion speed --long: documents of {', '.join(f'{size:,}' for size in sizes)} characters "
-          f"from the {args.split} split, {device}, {torch.get_num_threads()} torch threads, batch {args.batch_size}, "
-          f"model {checkpoint}")
+          f"from the {args.split} split, {device}, {detector.precision}, {torch.get_num_threads()} torch threads, "
+          f"batch {args.batch_size}, model {checkpoint}")
     detector.detect(texts[0], batch_size=args.batch_size)  # warm-up
     rows = []
     for size in sizes:
@@ -178,7 +199,7 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
     if args.json_path:
         write_figures(args.json_path, measured_on(args, checkpoint, device) | {
-            "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB, "time_ratio_to_linear": linearity,
+            "precision": detector.precision, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB, "time_ratio_to_linear": linearity,
             "linear_tolerance": LINEAR_TOLERANCE})
     return 0
 

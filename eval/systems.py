@@ -33,6 +33,7 @@ class Predictions:
 
 class System(Protocol):
     name: str
+    precision: str | None  # what a checkpoint computes in (model/precision.py); None for a baseline
 
     def predict(self, articles: list[Article], progress: Callable[[int], None]) -> Predictions:
         """Answer SI, TC and FLC for `articles`; call progress(n) as n more articles are done."""
@@ -41,7 +42,7 @@ class System(Protocol):
 class DetectorSystem:
     """A persuasion checkpoint: one scoring per article serves all three tasks."""
 
-    def __init__(self, model: str | Path | None, batch_articles: int = 4, quantize: bool = False):
+    def __init__(self, model: str | Path | None, batch_articles: int = 4, precision: str = "auto"):
         from persuasion.model.checkpoint import SETTINGS_FILE, resolve
         from persuasion.model.detector import Detector
 
@@ -49,8 +50,9 @@ class DetectorSystem:
         if not (directory / SETTINGS_FILE).is_file():
             raise PersuasionError(f"{directory}: not a persuasion checkpoint (no {SETTINGS_FILE}); give --system a "
                                   f"checkpoint directory, a shipped model name or one of {', '.join(BASELINES)}")
-        self.detector = Detector.load(directory, device="cpu" if quantize else None, quantize=quantize)
-        self.name = str(model or "default") + (" (int8)" if quantize else "")
+        self.detector = Detector.load(directory, precision=precision)
+        self.name = str(model or "default")
+        self.precision = self.detector.precision
         self.batch_articles = batch_articles  # the windows' hidden states of a batch are kept for span classification
 
     def predict(self, articles: list[Article], progress: Callable[[int], None]) -> Predictions:
@@ -80,16 +82,16 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
     return predictions
 
 
-def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", quantize: bool = False) -> System:
-    """A shipped model's name (None: the default), a baseline name, or a checkpoint directory (optionally int8)."""
+def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", precision: str = "auto") -> System:
+    """A shipped model's name (None: the default), a baseline name, or a checkpoint directory in `precision`."""
     from persuasion.model.checkpoint import SHIPPED_NAMES
 
     from persuasion.eval import baselines
 
-    if quantize and name in BASELINES:
-        raise PersuasionError(f"--quantize applies to checkpoints, not to the {name} baseline")
+    if precision != "auto" and name in BASELINES:
+        raise PersuasionError(f"--precision applies to checkpoints, not to the {name} baseline")
     if name is None or name in SHIPPED_NAMES:
-        return DetectorSystem(name, quantize=quantize)
+        return DetectorSystem(name, precision=precision)
     if name == "majority":
         return baselines.MajorityBaseline.fit(data_dir, train_split)
     if name == "tfidf":
@@ -97,4 +99,4 @@ def load_system(name: str | None, data_dir: str | Path, train_split: str = "trai
     if not Path(name).is_dir():
         raise PersuasionError(f"--system {name!r}: not {', '.join(SHIPPED_NAMES)}, {' or '.join(BASELINES)}, "
                               "or a checkpoint folder")
-    return DetectorSystem(name, quantize=quantize)
+    return DetectorSystem(name, precision=precision)

@@ -8,7 +8,6 @@ checkpoint's tuned decoding.
 from __future__ import annotations
 
 import copy
-import warnings
 from collections.abc import Iterable, Iterator
 from dataclasses import replace
 from numbers import Integral
@@ -23,6 +22,7 @@ from persuasion.model.checkpoint import (DetectorSettings, load_network, read_se
 from persuasion.model.decoding import (Decoding, DocumentScores, SpanClassifier, WindowScores, decode, ranked,
                                        technique_probabilities)
 from persuasion.model.network import PersuasionNetwork
+from persuasion.model.precision import apply_precision, choose_precision, native_bf16
 from persuasion.model.streaming import STREAMED_CHARACTERS, Progress, detect_in_stretches
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 from persuasion.result import DetectionResult
@@ -32,33 +32,30 @@ class Detector:
     """Finds persuasion techniques: `Detector.load().detect(text)`."""
 
     def __init__(self, network: PersuasionNetwork, tokenizer, settings: DetectorSettings,
-                 decoding: Decoding = Decoding(), device: str = "cpu"):
+                 decoding: Decoding = Decoding(), device: str = "cpu", precision: str = "fp32"):
         self.network = network.to(device).eval()
         self.tokenizer = tokenizer
         self.framing = WindowFraming.of(tokenizer)
         self.settings = settings
         self.decoding = decoding
         self.device = device
+        self.precision = precision  # what the network computes in: fp32, bf16 or int8 (model/precision.py)
         self.techniques = list(settings.techniques)
 
     @classmethod
-    def load(cls, model: str | Path | None = None, device: str | None = None, quantize: bool = False) -> "Detector":
+    def load(cls, model: str | Path | None = None, device: str | None = None, precision: str = "auto") -> "Detector":
         """A checkpoint folder, or a shipped model by name ("default", the most accurate, or "fast");
         with no argument, the default model inside the package. Nothing is downloaded.
 
-        quantize=True turns the network's linear layers into dynamic int8 ones: faster on CPU, CPU only.
+        precision: "auto" (bf16 where the hardware computes it natively, else fp32), "fp32", "bf16" or
+        "int8" (CPU only); `detector.precision` says which was chosen.
         """
         directory = resolve(model)
-        device = device or ("cuda" if torch.cuda.is_available() and not quantize else "cpu")
-        if quantize and device != "cpu":
-            raise PersuasionError(f"int8 quantisation runs on the CPU only; load with device='cpu', not {device!r}")
+        device = device or ("cuda" if torch.cuda.is_available() and precision != "int8" else "cpu")
+        chosen = choose_precision(precision, device, native_bf16(device))
         _, decoding = read_settings(directory)
         network, tokenizer, settings = load_network(directory)
-        if quantize:
-            with warnings.catch_warnings():  # torch marks eager quantisation deprecated; it still works
-                warnings.simplefilter("ignore")
-                network = torch.ao.quantization.quantize_dynamic(network, {torch.nn.Linear}, dtype=torch.qint8)
-        return cls(network, tokenizer, settings, decoding, device)
+        return cls(apply_precision(network, chosen), tokenizer, settings, decoding, device, chosen)
 
     def save(self, directory: str | Path, half: bool = True) -> Path:
         """A checkpoint folder that `Detector.load(directory)` reads back: weights (fp16 unless half=False),

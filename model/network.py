@@ -41,7 +41,8 @@ class PersuasionNetwork(nn.Module):
         return cls(AutoModel.from_config(config), num_techniques, dropout, technique_tagger)
 
     def encode(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
-        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state
+        """The encoder's last hidden states in fp32, whatever it computes in (a bf16 encoder feeds fp32 heads)."""
+        return self.encoder(input_ids=input_ids, attention_mask=attention_mask).last_hidden_state.float()
 
     def tag_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         return self.tag_head(self.dropout(hidden))

@@ -49,6 +49,9 @@ def add_arguments(parser) -> None:
     parser.add_argument("--pattern", default="*.txt", help="which files to take from directories (default: *.txt)")
     parser.add_argument("--model", metavar="NAME|PATH",
                         help="a shipped model, default (the most accurate) or fast, or a checkpoint folder (default: default)")
+    parser.add_argument("--precision", default="auto", metavar="P",
+                        help="what the model computes in: auto (bf16 where the hardware has it, else fp32), fp32, "
+                             "bf16 or int8 (default: auto)")
     parser.add_argument("--batch-size", type=int, default=32, help="windows per forward pass (default: 32)")
     parser.add_argument("--min-score", type=float, metavar="S",
                         help="leave out spans scoring below S, from 0 to 1: a span's score is about the chance that "
@@ -257,7 +260,7 @@ def run(args) -> int:
 
     documents = read_documents(sources, args.text_field, args.id_field, wanted=shard.holds)
     skip_resumed(documents, done, records, output)
-    detector = load_detector(args.model, device)
+    detector = load_detector(args.model, device, args.precision)
     if args.min_score is not None:
         detector = detector.with_min_score(args.min_score)
     with progress_bar(args, sources, shard, len(done)) as progress:
@@ -359,14 +362,14 @@ def launcher_device() -> str | None:
     return f"cuda:{local_rank}" if local_rank.isdigit() and torch.cuda.is_available() else None
 
 
-def load_detector(model: str | None, device: str | None):
+def load_detector(model: str | None, device: str | None, precision: str):
     from persuasion.model.detector import Detector  # torch loads slowly: not for input errors or --help
 
     from persuasion.model.checkpoint import SHIPPED_NAMES
 
     if model is not None and model not in SHIPPED_NAMES and not Path(model).is_dir():
         raise PersuasionError(f"--model {model}: not {' or '.join(SHIPPED_NAMES)} nor a checkpoint directory")
-    return Detector.load(model, device=device)
+    return Detector.load(model, device=device, precision=precision)
 
 
 def score_documents(detector, documents: Iterable[Document], batch_size: int, long_document=None

@@ -26,13 +26,13 @@ def model_directory(model: str | Path) -> Path:
     return path.resolve()
 
 
-def load_model(model: str | Path):
-    """The Detector for a model name or checkpoint folder, loaded on first use."""
-    return _load_directory(model_directory(model))
+def load_model(model: str | Path, precision: str = "auto"):
+    """The Detector for a model name or checkpoint folder in `precision`, loaded on first use."""
+    return _load_directory(model_directory(model), precision)
 
 
 @lru_cache(maxsize=None)
-def _load_directory(directory: Path):
+def _load_directory(directory: Path, precision: str):
     from persuasion.model.detector import Detector
 
-    return Detector.load(directory)
+    return Detector.load(directory, precision=precision)

@@ -172,7 +172,7 @@ class Models:
     def get(self, name: str):
         """Call on the inference thread: loading a model takes seconds."""
         if name not in self.loaded:
-            self.loaded[name] = load_model(name)
+            self.loaded[name] = load_model(name, self.loaded[self.name].precision)  # as the server's model
         return self.loaded[name]
 
 

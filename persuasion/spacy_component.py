@@ -2,7 +2,7 @@
 
     import spacy
     nlp = spacy.blank("en")                      # no spaCy model download needed
-    nlp.add_pipe("persuasion", config={"model": "default", "min_score": 0.2})
+    nlp.add_pipe("persuasion", config={"model": "default", "min_score": 0.2, "precision": "auto"})
     doc = nlp(text)
     for span in doc.spans["persuasion"]:
         print(span.text, span.label_, span._.persuasion_score)
@@ -47,14 +47,15 @@ if not Span.has_extension(SCORE):
 
 @Language.factory("persuasion", assigns=["doc.spans"],
                   default_config={"model": "default", "min_score": None, "spans_key": SPANS_KEY,
-                                  "windows_per_batch": 32})
+                                  "windows_per_batch": 32, "precision": "auto"})
 def make_persuasion(nlp: Language, name: str, model: str, min_score: float | None, spans_key: str,
-                    windows_per_batch: int) -> "PersuasionComponent":
+                    windows_per_batch: int, precision: str) -> "PersuasionComponent":
     """`model`: "default", "fast" or a checkpoint folder; spans scoring below `min_score` are left out (None:
-    the model's default); `windows_per_batch`: windows per forward pass (detect_many's batch_size)."""
+    the model's default); `windows_per_batch`: windows per forward pass (detect_many's batch_size); `precision`:
+    what the model computes in, as `Detector.load` takes it ("auto", "fp32", "bf16" or "int8")."""
     from persuasion.named_models import load_model
 
-    return PersuasionComponent(load_model(model), min_score, spans_key, windows_per_batch)
+    return PersuasionComponent(load_model(model, precision), min_score, spans_key, windows_per_batch)
 
 
 class PersuasionComponent:

@@ -1,6 +1,6 @@
 """`persuasion serve`: the web page and JSON API (persuasion.service) under uvicorn, on this machine by default.
 
-    persuasion serve [--host 127.0.0.1] [--port 8000] [--model default|fast|PATH] [--max-text-chars N]
+    persuasion serve [--host 127.0.0.1] [--port 8000] [--model default|fast|PATH] [--precision P] [--max-text-chars N]
 
 Needs the [serve] extra (FastAPI and uvicorn). The API is described at /openapi.json once it runs (and at /docs,
 whose page loads Swagger UI from a CDN).
@@ -103,6 +103,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--port", type=int, default=DEFAULT_PORT, help=f"port (default {DEFAULT_PORT}; 0 picks one)")
     parser.add_argument("--model", default="default", metavar="NAME|PATH",
                         help="'default', 'fast' or a checkpoint folder (default: default, the shipped model)")
+    parser.add_argument("--precision", default="auto", metavar="P",
+                        help="what the model computes in: auto (bf16 where the hardware has it, else fp32), fp32, "
+                             "bf16 or int8 (default: auto)")
     parser.add_argument("--max-text-chars", type=int, default=MAX_TEXT_CHARS,
                         help=f"longest text one request may send (default {MAX_TEXT_CHARS}; at most "
                              f"{MAX_DOCUMENT_CHARACTERS}, the limit of one document)")
@@ -118,7 +121,7 @@ def run(args: argparse.Namespace) -> int:
         raise PersuasionError(f"--max-text-chars {args.max_text_chars}: give 1 to {MAX_DOCUMENT_CHARACTERS}, "
                               "the limit of one document")
     service_module()  # before the model loads, so a missing extra is the first thing said
-    detector = load_model(args.model)
+    detector = load_model(args.model, args.precision)
     max_request_bytes = max(MAX_REQUEST_BYTES, 8 * args.max_text_chars)  # JSON escapes can take 6 bytes a character
     try:
         server = make_server(detector, args.host, args.port, model_name=str(args.model),
@@ -129,7 +132,7 @@ def run(args: argparse.Namespace) -> int:
                               "choose another --port or --host") from None
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"persuasion serve: open {server.url} (model: {args.model}; API at {server.url}docs); Ctrl+C stops",
+    print(f"persuasion serve: open {server.url} (model: {args.model}, {detector.precision}; API at {server.url}docs); Ctrl+C stops",
           file=sys.stderr)
     try:
         server.serve_forever()

@@ -113,7 +113,7 @@ def tiny_checkpoint(tmp_path_factory) -> Path:
 def tiny_detector(tiny_checkpoint):
     from persuasion import Detector
 
-    return Detector.load(tiny_checkpoint, device="cpu")
+    return Detector.load(tiny_checkpoint, device="cpu", precision="fp32")  # the same numbers on every machine
 
 
 @pytest.fixture(scope="session")

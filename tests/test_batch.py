@@ -294,6 +294,7 @@ def test_a_document_the_model_fails_on_is_an_error_record_and_its_batch_is_still
     ([""], "an empty INPUT"),  # `persuasion detect "$UNSET"`: not the current folder
     (["{good}", "-o", "out.pdf"], "--output out.pdf: unknown extension .pdf"),
     (["{good}", "--min-score", "1.5"], "--min-score 1.5: give a score from 0 to 1"),
+    (["{good}", "--precision", "fp8"], "precision 'fp8': give one of auto, fp32, bf16, int8"),
 ])
 def test_an_unusable_command_is_one_line_and_exit_2(tmp_path, tiny_checkpoint, capsys, arguments, message):
     good = tmp_path / "good.txt"

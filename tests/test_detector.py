@@ -258,29 +258,91 @@ def test_summary_and_to_dict_agree_with_the_spans(tiny_detector):
     assert "text" not in result.to_dict()
 
 
-# Int8 quantisation
+# Precision: what the network computes in (model/precision.py)
+
+# bf16 keeps 8 bits of mantissa: on the tiny model a token's span probability moves by at most this much.
+BF16_PROBABILITY_TOLERANCE = 0.02
 
 
-def test_quantised_detector_gives_well_formed_spans_close_to_the_float_model(tiny_checkpoint, tiny_detector,
-                                                                            long_article):
+def test_auto_is_bf16_only_where_the_hardware_computes_it():
+    from persuasion.model.precision import choose_precision
+
+    assert choose_precision("auto", "cpu", bf16_is_native=False) == "fp32"
+    assert choose_precision("auto", "cpu", bf16_is_native=True) == "bf16"
+    assert choose_precision("fp32", "cpu", bf16_is_native=True) == "fp32"
+
+
+def test_auto_on_this_machine_loads_the_precision_it_names(tiny_checkpoint):
+    from persuasion import Detector
+    from persuasion.model.precision import native_bf16
+
+    detector = Detector.load(tiny_checkpoint, device="cpu")
+    assert detector.precision == ("bf16" if native_bf16("cpu") else "fp32")
+    expected = torch.bfloat16 if detector.precision == "bf16" else torch.float32
+    assert {parameter.dtype for parameter in detector.network.encoder.parameters()} == {expected}
+    assert {parameter.dtype for parameter in detector.network.tag_head.parameters()} == {torch.float32}
+
+
+def test_bf16_where_it_is_not_native_is_honoured_with_a_warning():
+    from persuasion.model.precision import choose_precision
+
+    with pytest.warns(UserWarning, match="not native"):
+        assert choose_precision("bf16", "cpu", bf16_is_native=False) == "bf16"
+
+
+def test_bf16_gives_the_spans_of_fp32_up_to_its_tolerance(tiny_checkpoint, long_article):
+    import warnings
+
     from persuasion import Detector
 
-    quantised = Detector.load(tiny_checkpoint, device="cpu", quantize=True)
-    assert not any(type(module) is torch.nn.Linear for module in quantised.network.modules())
+    with warnings.catch_warnings():  # bf16 may not be native here: the same numbers, only slower
+        warnings.simplefilter("ignore")
+        bf16 = Detector.load(tiny_checkpoint, device="cpu", precision="bf16")
+    fp32 = Detector.load(tiny_checkpoint, device="cpu", precision="fp32")
+    assert bf16.precision == "bf16" and fp32.precision == "fp32"
+    text = long_article[:2_000]
+    bf16_scores, fp32_scores = bf16.score([text])[0], fp32.score([text])[0]
+    fp32_probabilities = fp32_scores.span_probabilities(1.0)[0]
+    difference = bf16_scores.span_probabilities(1.0)[0] - fp32_probabilities
+    assert 0 < np.abs(difference).max() < BF16_PROBABILITY_TOLERANCE  # computed in bf16, and close
+    assert_well_formed(bf16.detect(text), text)
+    # Under a threshold in the widest gap between the tokens' probabilities, further than the tolerance from
+    # every one of them, the spans are the same; the untrained model's near-uniform technique probabilities
+    # let a rare label flip.
+    ordered = np.sort(fp32_probabilities)
+    widest = int(np.argmax(np.diff(ordered)))
+    assert ordered[widest + 1] - ordered[widest] > 2 * BF16_PROBABILITY_TOLERANCE
+    decoding = replace(fp32.decoding, span_threshold=float(ordered[widest] + ordered[widest + 1]) / 2)
+    fp32_spans, bf16_spans = decode(fp32_scores, decoding).spans, decode(bf16_scores, decoding).spans
+    assert fp32_spans and [(s.start, s.end) for s in bf16_spans] == [(s.start, s.end) for s in fp32_spans]
+    assert np.mean([x.technique == y.technique for x, y in zip(fp32_spans, bf16_spans)]) >= 0.95
+
+
+def test_int8_gives_well_formed_spans_close_to_fp32(tiny_checkpoint, long_article):
+    from persuasion import Detector
+
+    fp32 = Detector.load(tiny_checkpoint, device="cpu", precision="fp32")
+    int8 = Detector.load(tiny_checkpoint, device="cpu", precision="int8")
+    assert int8.precision == "int8"
+    assert not any(type(module) is torch.nn.Linear for module in int8.network.modules())
     text = long_article[:8_000]
-    result = quantised.detect(text)
+    result = int8.detect(text)
     assert result.spans
     assert_well_formed(result, text)
-    difference = (quantised.score([text])[0].span_probabilities(1.0)[0]
-                  - tiny_detector.score([text])[0].span_probabilities(1.0)[0])
+    difference = int8.score([text])[0].span_probabilities(1.0)[0] - fp32.score([text])[0].span_probabilities(1.0)[0]
     assert np.abs(difference).max() < 0.05
 
 
-def test_quantisation_on_a_gpu_is_refused(tiny_checkpoint):
+@pytest.mark.parametrize("device, precision, message", [
+    ("cuda", "int8", "CPU only"),
+    ("cpu", "fp8", "give one of auto, fp32, bf16, int8"),
+])
+def test_a_precision_that_cannot_run_is_a_one_line_error(tiny_checkpoint, device, precision, message):
     from persuasion import Detector
 
-    with pytest.raises(PersuasionError, match="CPU only"):
-        Detector.load(tiny_checkpoint, device="cuda", quantize=True)
+    with pytest.raises(PersuasionError, match=message) as error:
+        Detector.load(tiny_checkpoint, device=device, precision=precision)
+    assert "\n" not in str(error.value)
 
 
 # The technique tagger and span decoding
@@ -351,7 +413,7 @@ def test_a_checkpoint_saves_and_loads_its_decoding(tmp_path, tiny_detector, long
                                                 technique_thresholds={"Doubt": 0.4}, min_score=0.05,
                                                 span_calibration=((0.1, 0.2), (0.3, 0.4)),
                                                 sentence_calibration=[[0.0, 0.1], [1.0, 0.5]]))
-    again = Detector.load(tuned.save(tmp_path / "copy", half=False), device="cpu")
+    again = Detector.load(tuned.save(tmp_path / "copy", half=False), device="cpu", precision="fp32")
     assert again.decoding == tuned.decoding and again.settings == tuned.settings
     assert again.detect(long_article[:3000]) == tuned.detect(long_article[:3000])
     assert tiny_detector.decoding.span_threshold == 0.3  # with_decoding made a new detector

@@ -22,11 +22,13 @@ OFFICIAL_DEV_SI = {"precision_credit": 392.407254, "predicted_spans": 1094, "rec
 
 @pytest.fixture(scope="module")
 def dev_metrics(ptc_dir, tmp_path_factory):
-    """The benchmark of each shipped model on dev, by name, run once for the tests that read it."""
+    """The benchmark of each shipped model on dev, by name, in the precision its metrics were recorded in (fp32
+    before precision was recorded), run once for the tests that read it."""
     from persuasion.eval.benchmark import run_benchmark
 
-    return {name: run_benchmark(ptc_dir, "dev", tmp_path_factory.mktemp(f"dev-{name}"), name, progress=False)
-            for name in shipped_folders()}
+    return {name: run_benchmark(ptc_dir, "dev", tmp_path_factory.mktemp(f"dev-{name}"), name, progress=False,
+                                precision=json.loads((folder / "metrics.json").read_text()).get("precision", "fp32"))
+            for name, folder in shipped_folders().items()}
 
 
 @pytest.fixture(scope="module")

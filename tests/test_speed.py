@@ -14,7 +14,8 @@ from conftest import build_tiny_checkpoint
 from persuasion.cli import main
 
 WORDS = "they will destroy our great nation and every patriot must stand up now against the lies".split()
-SYSTEMS = ["detector (full pipeline)", "detector int8 (full pipeline)", "transformers pipeline (reference)"]
+SYSTEMS = ["detector fp32 (full pipeline)", "detector bf16 (full pipeline)", "detector int8 (full pipeline)",
+           "transformers pipeline (reference)"]
 
 
 @pytest.fixture(scope="module")
@@ -34,7 +35,7 @@ def ptc_folder(tmp_path_factory):
 def test_speed_reports_every_system(ptc_folder, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "results" / "new-model" / "speed.json"  # its folder is made, not an error after timing
     code = main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(tiny_checkpoint),
-                 "--limit", "3", "--batch-size", "8", "--quantize", "--json", str(out)])
+                 "--limit", "3", "--batch-size", "8", "--json", str(out)])
     assert code == 0
 
     figures = json.loads(out.read_text())
@@ -47,6 +48,7 @@ def test_speed_reports_every_system(ptc_folder, tiny_checkpoint, tmp_path, capsy
         assert row["ratio_to_reference"] > 0
         assert row["peak_rss_mib"] > 0 and row["peak_increase_mib"] >= 0
     assert figures["systems"][-1]["ratio_to_reference"] == pytest.approx(1.0)
+    assert figures["auto_precision"] == ("bf16" if figures["bf16_native"] else "fp32")
 
     printed = capsys.readouterr().out
     for system in SYSTEMS:
@@ -91,6 +93,7 @@ def test_reference_pipeline_reads_every_token_of_a_long_text(tiny_checkpoint, ti
     (["--data", "{ptc}", "--batch-size", "0"], "--batch-size"),
     (["--data", "{ptc}", "--model", "{missing}"], "not a persuasion checkpoint"),
     (["--data", "{ptc}", "--long", "--long-sizes", "10,x"], "--long-sizes"),
+    (["--data", "{ptc}", "--precision", "fp32,fp8"], "--precision"),
 ])
 def test_user_errors_are_one_line(ptc_folder, tmp_path, capsys, arguments, message):
     arguments = [a.format(missing=tmp_path / "nowhere", ptc=ptc_folder) for a in arguments]

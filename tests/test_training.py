@@ -255,7 +255,7 @@ def test_save_and_load_give_identical_predictions(tmp_path, tiny_detector):
     from persuasion import Detector
 
     text = "They are a disgrace, a total disgrace!\r\nWe will never forget. " * 5
-    again = Detector.load(tiny_detector.save(tmp_path / "copy", half=False), device="cpu")
+    again = Detector.load(tiny_detector.save(tmp_path / "copy", half=False), device="cpu", precision="fp32")
     assert again.detect(text) == tiny_detector.detect(text)
     assert again.classify(text, 0, 4) == tiny_detector.classify(text, 0, 4)
 

@@ -265,7 +265,7 @@ def test_distillation_lowers_the_students_distance_from_the_teacher(corpus, teac
     from persuasion.model.network import PersuasionNetwork
     from persuasion.model.windows import WindowFraming
     from persuasion.train.features import collate, cut_windows
-    from persuasion.train.loop import TrainingNetwork, distillation_loss, training_loss
+    from persuasion.train.losses import TrainingNetwork, distillation_loss, training_loss
 
     tokenizer, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     windows = [w for article in encoded[:3] for w in cut_windows(article, 20, random.Random(0))]
@@ -310,7 +310,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
     from persuasion.model.network import PersuasionNetwork
     from persuasion.model.windows import WindowFraming
     from persuasion.train.features import collate, cut_windows
-    from persuasion.train.loop import TrainingNetwork, distillation_loss, gold_loss, training_loss
+    from persuasion.train.losses import TrainingNetwork, distillation_loss, gold_loss, training_loss
 
     tokenizer, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     windows = [w for article in encoded for w in cut_windows(article, 20, random.Random(0))]
@@ -344,7 +344,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
 
 def test_every_epochs_windows_carry_the_teacher_targets_of_their_own_tokens_and_spans(corpus, teacher_dir, tmp_path):
     from persuasion.train.features import TeacherTargets
-    from persuasion.train.loop import EpochWindows
+    from persuasion.train.data import EpochWindows
 
     _, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     texts = encoded[:2]

@@ -10,7 +10,7 @@ at its own inference stride, and its outputs are cached on disk: per teacher tok
 per-token technique logits (where it has that tagger); per gold technique span, its technique
 log-probabilities. The student's tokens take the outputs of the teacher token that covers their first
 character, so a student window cut anywhere slices its targets. Training is then `persuasion train`'s
-loop with the loss `(1 - distil_mix) * gold + distil_mix * distillation` (train/loop.py), and the result
+loop with the loss `(1 - distil_mix) * gold + distil_mix * distillation` (train/losses.py), and the result
 is a normal checkpoint folder, tuned on validation like any run.
 
 Only the training split is scored: never the validation articles the run holds out, never dev.

@@ -13,8 +13,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from persuasion.corpus import Article
-from persuasion.eval.benchmark import span_gold, technique_gold
+from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
 from persuasion.model.decoding import Decoding, DocumentScores, sentence_scores, technique_spans
 

@@ -9,7 +9,7 @@ from dataclasses import dataclass
 
 import torch
 
-from persuasion.corpus import Article, load_corpus, split_by_article
+from persuasion.corpus import read_articles, split_by_article
 from persuasion.errors import PersuasionError
 from persuasion.model.windows import WindowFraming
 from persuasion.train.features import collate, cut_windows, encode_article
@@ -28,14 +28,14 @@ class TrainingData:
 
 
 def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int, say) -> TrainingData:
-    articles = [Article.from_record(row) for row in load_corpus(recipe.data_dir, ["train"])["train"]]
+    articles = read_articles(recipe.data_dir, "train")
     train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
     say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     memes = []
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
-        memes = [Article.from_record(row) for row in load_corpus(recipe.meme_dir, ["train"])["train"]]
+        memes = read_articles(recipe.meme_dir, "train")
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
         say(f"{len(memes)} meme texts added for the technique head")
     teacher_report = None

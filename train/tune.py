@@ -15,8 +15,7 @@ from dataclasses import replace
 
 import numpy as np
 
-from persuasion.corpus import Article
-from persuasion.eval.benchmark import span_gold, technique_gold
+from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import selection_score
 from persuasion.train.calibration import fit_calibration

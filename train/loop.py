@@ -6,6 +6,9 @@ states. After every epoch the weights (and, late in training, their running mean
 the validation split; the best are kept, tuned on validation and saved as a checkpoint. With a
 teacher (`persuasion distil`, train/distil.py) the loss also pulls towards the teacher's outputs.
 
+This file is the command and the epoch loop; the windows come from train/data.py, the loss from
+train/losses.py, and each step, validation and save is a method of the Trainer (train/trainer.py).
+
     persuasion train --config configs/minilm-cpu.yaml --data ../shared/data/ptc-semeval2020
     persuasion train --resume runs/minilm-cpu        # after the run above was killed
 """
@@ -67,7 +70,7 @@ def resumed_recipe(run_dir: Path, config: str | None, overrides: dict) -> Recipe
     return Recipe.from_dict(recipe.to_dict() | moved)
 
 
-def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
+def train(recipe: Recipe, resume: bool = False) -> Path:
     """Train, select, tune and save a checkpoint under `recipe.output_dir`; returns the checkpoint folder."""
     check_recipe(recipe)
     output_dir = Path(recipe.output_dir)
@@ -78,7 +81,7 @@ def train(recipe: Recipe, resume: bool = False, log=None) -> Path:
     if not resume and (output_dir / STATE_DIR).exists():
         raise PersuasionError(f"{output_dir}: holds a run already; continue it with --resume {output_dir}, "
                               "or give another --output")
-    trainer = Trainer(recipe, log)
+    trainer = Trainer(recipe)
     try:
         if resume:
             trainer.load_state()

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from math import prod
 from pathlib import Path
@@ -62,13 +61,13 @@ def read_json(path: Path, required: bool = True) -> dict | None:
 
 
 def parameter_count(folder: Path) -> int:
-    """Parameters in a checkpoint's safetensors files (shards included), from their headers alone
-    (8-byte length, then JSON)."""
+    """Parameters in a checkpoint's safetensors files (shards included), from their headers alone."""
+    from safetensors import safe_open
+
     count = 0
     for weights in folder.glob("model*.safetensors"):
-        with weights.open("rb") as file:
-            header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
-        count += sum(prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
+        with safe_open(str(weights), framework="pt") as file:
+            count += sum(prod(file.get_slice(name).get_shape()) for name in file.keys())
     return count
 
 

@@ -235,6 +235,21 @@ def test_a_second_run_in_one_process_may_not_ask_for_another_precision():
         make_accelerator(Recipe(mixed_precision="bf16"))
 
 
+def test_progress_lines_show_on_the_console_and_in_the_run_log_while_a_command_runs(tmp_path, capsys):
+    import logging
+    import re
+
+    from persuasion.train.logs import ProgressLog
+
+    tune_log = logging.getLogger("persuasion.train.tune")  # any module under persuasion.train
+    with ProgressLog(tmp_path / "train.log", timestamps=True):
+        tune_log.info("repetition boost 2.0")
+    tune_log.info("after the command: not shown")
+    shown = capsys.readouterr().out
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] repetition boost 2.0\n", shown), shown
+    assert (tmp_path / "train.log").read_text() == shown
+
+
 def test_weight_average_is_the_mean_of_its_samples_and_leaves_the_model_alone():
     from torch.optim.swa_utils import AveragedModel
 

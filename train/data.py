@@ -3,6 +3,7 @@ encoded (with the teacher's targets when distilling), and each epoch's windows, 
 
 from __future__ import annotations
 
+import logging
 import math
 import random
 from dataclasses import dataclass
@@ -14,6 +15,8 @@ from persuasion.errors import PersuasionError
 from persuasion.model.windows import WindowFraming
 from persuasion.train.features import collate, cut_windows, encode_article
 from persuasion.train.recipe import Recipe
+
+log = logging.getLogger(__name__)
 
 
 @dataclass
@@ -27,24 +30,24 @@ class TrainingData:
     teacher_report: dict | None = None  # when distilling: which teacher labelled the texts, and how long it took
 
 
-def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int, say) -> TrainingData:
+def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: int) -> TrainingData:
     articles = read_articles(recipe.data_dir, "train")
     train_articles, validation_articles = split_by_article(articles, recipe.validation_fraction, recipe.split_seed)
-    say(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
+    log.info(f"{len(train_articles)} training and {len(validation_articles)} validation articles")
     encoded = [encode_article(article, tokenizer, techniques) for article in train_articles]
     memes = []
     if recipe.meme_dir:
         # Memes teach techniques only: their spans often cover the whole text, unlike news spans.
         memes = read_articles(recipe.meme_dir, "train")
         encoded += [encode_article(meme, tokenizer, techniques, span_tags=False) for meme in memes]
-        say(f"{len(memes)} meme texts added for the technique head")
+        log.info(f"{len(memes)} meme texts added for the technique head")
     teacher_report = None
     if recipe.distil_mix > 0:
         from persuasion.train.distil import attach_teacher_targets
 
         # Only the training texts: the teacher never sees the validation split.
         taught = [train_articles] + ([memes] if recipe.distil_memes else [])
-        teacher_report = attach_teacher_targets(recipe, taught, encoded[:sum(map(len, taught))], techniques, say)
+        teacher_report = attach_teacher_targets(recipe, taught, encoded[:sum(map(len, taught))], techniques)
     content_tokens = recipe.window_tokens - WindowFraming.of(tokenizer).extra_tokens
     # An upper bound of the windows an epoch cuts (their grid shifts each epoch): the schedule's length.
     windows_per_epoch = sum(math.ceil(max(1, len(a.document.token_ids)) / content_tokens) + 1 for a in encoded)

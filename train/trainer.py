@@ -8,6 +8,7 @@ writes what `--resume` needs, and `save_checkpoint` tunes the best weights and s
 from __future__ import annotations
 
 import json
+import logging
 import math
 import shutil
 import time
@@ -20,6 +21,7 @@ from torch.optim.swa_utils import AveragedModel
 from persuasion.errors import PersuasionError
 from persuasion.taxonomy import TECHNIQUES
 from persuasion.train.data import EpochWindows, prepare_data, window_loader
+from persuasion.train.logs import ProgressLog
 from persuasion.train.losses import TrainingNetwork, training_loss
 from persuasion.train.recipe import Recipe
 
@@ -27,6 +29,8 @@ RECIPE_FILE = "recipe.json"  # the run's recipe, read back by --resume
 STATE_DIR = "state"  # what --resume needs: accelerate's state (weights, optimiser, RNGs) and the run's progress
 CHECKPOINT_DIR = "checkpoint"
 LOG_EVERY_STEPS = 25
+
+log = logging.getLogger(__name__)
 
 
 def make_accelerator(recipe: Recipe):
@@ -136,44 +140,34 @@ class BestWeights:
         self.state = dict(state)
 
 
-class RunLog:
-    """Lines to the run folder's train.log and to the console, from the main process only."""
-
-    def __init__(self, accelerator, output_dir: Path, echo=None):
-        self.main = accelerator.is_main_process
-        self.file = open(output_dir / "train.log", "a", encoding="utf-8") if self.main else None
-        self.echo = echo or print
-
-    def __call__(self, message: str) -> None:
-        if self.main:
-            line = f"[{time.strftime('%H:%M:%S')}] {message}"
-            self.echo(line)
-            self.file.write(line + "\n")
-            self.file.flush()
-
-    def close(self) -> None:
-        if self.file:
-            self.file.close()
-
-
 class Trainer:
     """One training run: builds everything from the recipe, in an order that makes a run reproducible from
     its seed, then trains, validates, saves and resumes it."""
 
-    def __init__(self, recipe: Recipe, log=None):
+    def __init__(self, recipe: Recipe):
+        self.recipe, self.output_dir = recipe, Path(recipe.output_dir)
+        self.accelerator = make_accelerator(recipe)
+        self.progress_log = None
+        if self.accelerator.is_main_process:  # which shows the run's lines and keeps them in its train.log
+            self.output_dir.mkdir(parents=True, exist_ok=True)
+            (self.output_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
+            self.progress_log = ProgressLog(self.output_dir / "train.log", timestamps=True)
+        try:
+            self.prepare()
+        except BaseException:
+            self.close()
+            raise
+
+    def prepare(self) -> None:
+        """The data, the network, its optimiser and schedule, and the batches, prepared by accelerate."""
         from accelerate.utils import set_seed
         from transformers import AutoTokenizer, get_linear_schedule_with_warmup
 
-        self.recipe, self.output_dir = recipe, Path(recipe.output_dir)
-        self.accelerator = accelerator = make_accelerator(recipe)
-        if accelerator.is_main_process:
-            self.output_dir.mkdir(parents=True, exist_ok=True)
-            (self.output_dir / RECIPE_FILE).write_text(json.dumps(recipe.to_dict(), indent=2) + "\n")
-        self.say = RunLog(accelerator, self.output_dir, log)
+        recipe, accelerator = self.recipe, self.accelerator
         set_seed(recipe.seed)
-        self.say(f"recipe {json.dumps(recipe.to_dict())}")
+        log.info(f"recipe {json.dumps(recipe.to_dict())}")
         self.tokenizer = AutoTokenizer.from_pretrained(recipe.resolved_base_model())
-        self.data = prepare_data(recipe, self.tokenizer, list(TECHNIQUES), accelerator.num_processes, self.say)
+        self.data = prepare_data(recipe, self.tokenizer, list(TECHNIQUES), accelerator.num_processes)
         self.class_weights = self.data.class_weights.to(accelerator.device)
 
         set_seed(recipe.seed)  # the heads' initial weights do not depend on how much data preparation drew
@@ -225,7 +219,7 @@ class Trainer:
         self.losses.append(loss.item())
         if progress.step % LOG_EVERY_STEPS == 0:
             rate = self.tokens_seen * accelerator.num_processes / (time.time() - self.epoch_started)
-            self.say(f"epoch {progress.epoch + 1} step {progress.step}/{self.total_steps} "
+            log.info(f"epoch {progress.epoch + 1} step {progress.step}/{self.total_steps} "
                      f"loss {sum(self.losses) / len(self.losses):.4f} ({rate:.0f} tokens/s)")
             self.losses = []
 
@@ -247,7 +241,7 @@ class Trainer:
             stop = bool(accelerator.gather(torch.tensor([stop], device=accelerator.device)).any())
         if stop:
             progress.stopped = "budget reached" if out_of_budget else f"no validation gain in {recipe.patience} epochs"
-            self.say(f"stopping: {progress.stopped}")
+            log.info(f"stopping: {progress.stopped}")
         elif progress.epoch == recipe.epochs:
             progress.stopped = "all epochs trained"
 
@@ -265,7 +259,7 @@ class Trainer:
             minutes = round(progress.elapsed_minutes(), 2)  # before this validation, as the history has it
             score = self.validation_scores(candidate) | place | {"minutes": minutes, "weights": weights}
             progress.history.append(score)
-            self.say(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(score)}")
+            log.info(f"validation of {weights} weights {json.dumps(place)}: {json.dumps(score)}")
             if score["selection"] > progress.best_score:
                 progress.best_score, gained = score["selection"], True
                 self.best.keep(candidate)
@@ -297,14 +291,14 @@ class Trainer:
                 target.rename(stale)
             fresh.rename(target)
             shutil.rmtree(stale, ignore_errors=True)
-            self.say(f"saved the run's state after epoch {progress.epoch}, batch {progress.batches_done} "
+            log.info(f"saved the run's state after epoch {progress.epoch}, batch {progress.batches_done} "
                      f"(step {progress.step})")
 
     def load_state(self) -> None:
         for name in (STATE_DIR, f"{STATE_DIR}.old"):  # .old: killed between the two renames of save_state
             if (self.output_dir / name).is_dir():
                 self.accelerator.load_state(str(self.output_dir / name))
-                self.say(f"resumed from {self.output_dir / name}")
+                log.info(f"resumed from {self.output_dir / name}")
                 return
         raise PersuasionError(f"--resume {self.output_dir}: no saved state yet; start the run again without --resume")
 
@@ -325,7 +319,7 @@ class Trainer:
         detector = Detector.load(checkpoint)
         data, report = self.data, {}
         if data.validation_articles:
-            detector, report = tune_detector(detector, data.validation_articles, log=self.say)
+            detector, report = tune_detector(detector, data.validation_articles)
         write_settings(checkpoint, detector.settings, detector.decoding)
         device = hardware(detector.device)
         minutes = round(self.progress.elapsed_minutes(), 2)  # tuning included
@@ -334,9 +328,10 @@ class Trainer:
             "trained_on": device, "tuned_on": device, "stopped": self.progress.stopped,
             "validation_articles": sorted(a.article_id for a in data.validation_articles)}
             | ({"teacher": data.teacher_report} if data.teacher_report else {}))
-        self.say(f"saved {checkpoint} after {minutes} minutes; validation {json.dumps(report)}")
+        log.info(f"saved {checkpoint} after {minutes} minutes; validation {json.dumps(report)}")
 
     def close(self) -> None:
         """Let go of the run's objects, as accelerate asks between two trainings in one process."""
         self.accelerator.free_memory()
-        self.say.close()
+        if self.progress_log is not None:
+            self.progress_log.close()

@@ -15,7 +15,7 @@ import time
 from collections import Counter
 from pathlib import Path
 
-from persuasion.corpus import Article, load_corpus
+from persuasion.corpus import Article, read_articles, span_gold, technique_gold
 from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
 from persuasion.eval.systems import Predictions, load_system
 from persuasion.model.precision import PRECISIONS
@@ -51,7 +51,7 @@ def run_benchmark(data_dir, split: str, out_dir, system_name: str = "default", t
                   progress: bool = True, precision: str = "auto") -> dict | None:
     from tqdm import tqdm
 
-    articles = [Article.from_record(record) for record in load_corpus(data_dir, [split])[split]]
+    articles = read_articles(data_dir, split)
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     system = load_system(system_name, data_dir, train_split, precision)
@@ -90,17 +90,6 @@ def write_submissions(articles: list[Article], predictions: Predictions, split: 
                 tc_file.write(f"{article_id}\t{technique}\t{start}\t{end}\n")
             for start, end, technique in sorted(predictions.flc.get(article_id, [])):
                 flc_file.write(f"{article_id}\t{technique}\t{start}\t{end}\n")
-
-
-def span_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
-    """SI gold of the articles that have any: the task-si spans as the files list them, else the technique
-    spans; the SI measure merges them as the official scorer merges its gold file."""
-    return {a.article_id: a.si_gold() for a in articles if a.has_gold or a.si_spans is not None}
-
-
-def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
-    """TC and FLC gold of the articles whose spans carry techniques."""
-    return {a.article_id: a.technique_gold() for a in articles if a.has_gold}
 
 
 def headline(metrics: dict) -> dict:

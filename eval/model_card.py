@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import struct
 import sys
 from math import prod
 from pathlib import Path
@@ -39,6 +38,18 @@ LEADERBOARD = {"si": ("Hitachi", 0.51551), "tc": ("ApplicaAI", 0.62067)}
 # README blocks between `<!-- NAME:start -->` and `<!-- NAME:end -->`, each a macro of the template.
 README_BLOCKS = ("results", "speed", "training")
 WEAK_TC_F1 = 0.3  # techniques below this TC F1 on dev are named as weak
+# The front matter's model-index (the Hugging Face model card spec): per task, the dev figures of `headline`.
+DEV_TASKS = (
+    {"type": "token-classification", "name": "Span identification (SI)",
+     "metrics": [{"type": "precision", "name": "SI precision", "key": "si_precision"},
+                 {"type": "recall", "name": "SI recall", "key": "si_recall"},
+                 {"type": "f1", "name": "SI F1", "key": "si_f1"}]},
+    {"type": "text-classification", "name": "Technique classification (TC)",
+     "metrics": [{"type": "f1", "name": "TC micro-F1", "key": "tc_micro_f1"},
+                 {"type": "f1", "name": "TC macro-F1", "key": "tc_macro_f1"}]},
+    {"type": "token-classification", "name": "Fragment-level classification (FLC)",
+     "metrics": [{"type": "f1", "name": "FLC F1", "key": "flc_f1"}]},
+)
 
 
 def read_json(path: Path, required: bool = True) -> dict | None:
@@ -50,21 +61,20 @@ def read_json(path: Path, required: bool = True) -> dict | None:
 
 
 def parameter_count(folder: Path) -> int:
-    """Parameters in a checkpoint's safetensors files (shards included), from their headers alone
-    (8-byte length, then JSON)."""
+    """Parameters in a checkpoint's safetensors files (shards included), from their headers alone."""
+    from safetensors import safe_open
+
     count = 0
     for weights in folder.glob("model*.safetensors"):
-        with weights.open("rb") as file:
-            header = json.loads(file.read(struct.unpack("<Q", file.read(8))[0]))
-        count += sum(prod(tensor["shape"]) for name, tensor in header.items() if name != "__metadata__")
+        with safe_open(str(weights), framework="pt") as file:
+            count += sum(prod(file.get_slice(name).get_shape()) for name in file.keys())
     return count
 
 
 def techniques(metrics: dict) -> list[dict]:
     """One row per technique, the most frequent in dev first: TC on gold spans, FLC on detected ones."""
     tc, flc = metrics["tc"]["per_technique"], metrics["flc"]["per_technique"]
-    return [{"name": name, "gold": tc[name]["gold"], "tc_f1": tc[name]["f1"],
-             "flc_precision": flc[name]["precision"], "flc_f1": flc[name]["f1"]}
+    return [{"name": name, "gold": tc[name]["gold"], "tc_f1": tc[name]["f1"], "flc_f1": flc[name]["f1"]}
             for name in sorted(tc, key=lambda name: (-tc[name]["gold"], name))]
 
 
@@ -91,7 +101,6 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "validation_articles": len(validation["validation_articles"]),
         "train_minutes": validation["train_minutes"], "trained_on": validation.get("trained_on", "not recorded"),
         "probes": (read_json(RESULTS / name / "failure_modes.json", required=False) or {}).get("probes"),
-        "validation_calibration": tuned.get("calibration"),
         "speed": read_json(RESULTS / name / "speed.json", required=False),
         "long_documents": read_json(RESULTS / name / "long_documents.json", required=False),
     }
@@ -100,7 +109,7 @@ def model_context(name: str, folder: Path, config: str) -> dict:
 def context() -> dict:
     return {"models": [model_context(name, folder, config) for name, (folder, config) in SHIPPED_MODELS.items()],
             "baselines": read_json(RESULTS / "baselines-dev.json"), "leaderboard": LEADERBOARD,
-            "weak_tc_f1": WEAK_TC_F1, "max_document_characters": MAX_DOCUMENT_CHARACTERS}
+            "weak_tc_f1": WEAK_TC_F1, "max_document_characters": MAX_DOCUMENT_CHARACTERS, "dev_tasks": DEV_TASKS}
 
 
 def template():

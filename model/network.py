@@ -26,7 +26,7 @@ class PersuasionNetwork(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_techniques),
         )
-        # Which techniques' spans cover each token: trained as an extra signal for the encoder (train/loop.py),
+        # Which techniques' spans cover each token: trained as an extra signal for the encoder (train/losses.py),
         # and at inference a second estimate of p(token inside a span), mixed in by a weight tuned on validation.
         self.token_technique_head = nn.Linear(hidden, num_techniques) if technique_tagger else None
 

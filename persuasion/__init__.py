@@ -4,12 +4,10 @@
     result = Detector.load().detect(text)
 """
 
-from persuasion.corpus import load_corpus
 from persuasion.result import DetectionResult, SentenceScore, Span, TechniqueSummary
 from persuasion.taxonomy import TECHNIQUE_INFO, TECHNIQUES
 
-__all__ = ["Detector", "DetectionResult", "SentenceScore", "Span", "TechniqueSummary", "TECHNIQUES", "TECHNIQUE_INFO",
-           "load_corpus"]
+__all__ = ["Detector", "DetectionResult", "SentenceScore", "Span", "TechniqueSummary", "TECHNIQUES", "TECHNIQUE_INFO"]
 __version__ = "0.1.0"
 
 

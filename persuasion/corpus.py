@@ -63,6 +63,17 @@ class Article:
         return cls(record["article_id"], record["text"], spans, si_spans, record["has_gold"])
 
 
+def span_gold(articles: list[Article]) -> dict[str, list[tuple[int, int]]]:
+    """SI gold of the articles that have any: the task-si spans as the files list them, else the technique
+    spans; the SI measure merges them as the official scorer merges its gold file."""
+    return {a.article_id: a.si_gold() for a in articles if a.has_gold or a.si_spans is not None}
+
+
+def technique_gold(articles: list[Article]) -> dict[str, list[tuple[int, int, str]]]:
+    """TC and FLC gold of the articles whose spans carry techniques."""
+    return {a.article_id: a.technique_gold() for a in articles if a.has_gold}
+
+
 def read_text_exact(path: Path) -> str:
     """Read a text file with every character kept (BOM and CRLF included)."""
     try:
@@ -246,31 +257,49 @@ def read_memes(data_dir: str | Path, splits: tuple[str, ...] = ("train", "dev"))
     """The meme subtask-2 files (see MEME_FILES) as a `datasets.DatasetDict` of meme records."""
     from datasets import DatasetDict
 
-    data_dir = Path(data_dir)
-    unknown = [split for split in splits if split not in MEME_FILES]
-    if unknown:
-        raise CorpusError(f"{data_dir}: no meme split {unknown[0]!r}; the meme files are {', '.join(MEME_FILES)}")
-    return DatasetDict({split: articles_dataset(read_meme_articles(data_dir / MEME_FILES[split])) for split in splits})
+    return DatasetDict({split: articles_dataset(read_meme_split(data_dir, split)) for split in splits})
+
+
+def read_meme_split(data_dir: str | Path, split: str) -> list[Article]:
+    """One split of the meme files (see MEME_FILES) in `data_dir`."""
+    if split not in MEME_FILES:
+        raise CorpusError(f"{data_dir}: no meme split {split!r}; the meme files are {', '.join(MEME_FILES)}")
+    return read_meme_articles(Path(data_dir) / MEME_FILES[split])
+
+
+def corpus_splits(folder: Path) -> tuple[bool, list[str]]:
+    """(whether `folder` has the PTC layout rather than the meme files, the splits it holds)."""
+    if not folder.is_dir():
+        raise CorpusError(f"{folder}: no such folder; give a PTC folder or the meme files' folder")
+    ptc_splits = sorted(path.name[: -len("-articles")] for path in folder.glob("*-articles") if path.is_dir())
+    if ptc_splits:
+        return True, ptc_splits
+    meme_splits = [split for split, name in MEME_FILES.items() if (folder / name).is_file()]
+    if meme_splits:
+        return False, meme_splits
+    raise CorpusError(f"{folder}: neither the PTC layout (<split>-articles/) nor the meme files "
+                      f"({', '.join(MEME_FILES.values())})")
+
+
+def read_articles(folder: str | Path, split: str) -> list[Article]:
+    """One split of a corpus folder, the PTC layout (`<split>-articles/` and its labels) or the SemEval-2021
+    Task 6 meme files (MEME_FILES), as Articles (no extra needed)."""
+    folder = Path(folder)
+    is_ptc, _ = corpus_splits(folder)
+    return read_ptc_articles(folder, split) if is_ptc else read_meme_split(folder, split)
 
 
 def load_corpus(folder: str | Path, splits: list[str] | tuple[str, ...] | None = None):
     """A corpus folder as a `datasets.DatasetDict`, one dataset per split (needs the [train] extra).
 
-    `folder` is either the PTC layout (`<split>-articles/` and its labels) or the SemEval-2021 Task 6
-    meme files (MEME_FILES); `splits` defaults to every split the folder holds. The columns are
-    documented in `corpus_features`; `Article.from_record(row)` turns a row back into an Article.
+    `folder` is what `read_articles` reads; `splits` defaults to every split the folder holds. The columns
+    are documented in `corpus_features`; `Article.from_record(row)` turns a row back into an Article.
     """
     folder = Path(folder)
-    if not folder.is_dir():
-        raise CorpusError(f"{folder}: no such folder; give a PTC folder or the meme files' folder")
-    ptc_splits = sorted(path.name[: -len("-articles")] for path in folder.glob("*-articles") if path.is_dir())
-    meme_splits = [split for split, name in MEME_FILES.items() if (folder / name).is_file()]
-    if ptc_splits:
-        return read_ptc(folder, tuple(splits or ptc_splits))
-    if meme_splits:
-        return read_memes(folder, tuple(splits or meme_splits))
-    raise CorpusError(f"{folder}: neither the PTC layout (<split>-articles/) nor the meme files "
-                      f"({', '.join(MEME_FILES.values())})")
+    _, available = corpus_splits(folder)
+    from datasets import DatasetDict  # after the folder's checks: they need no extra
+
+    return DatasetDict({split: articles_dataset(read_articles(folder, split)) for split in splits or available})
 
 
 def split_by_article(articles: list[Article], fraction: float, seed: int) -> tuple[list[Article], list[Article]]:

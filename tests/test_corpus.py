@@ -45,7 +45,7 @@ def test_dev_si_gold_is_the_union_of_technique_spans(ptc_dir):
 
 
 def test_load_corpus_gives_every_ptc_split_as_a_dataset(ptc_dir):
-    from persuasion import load_corpus
+    from persuasion.corpus import load_corpus
 
     corpus = load_corpus(ptc_dir)
     assert sorted(corpus) == ["dev", "train"]
@@ -61,7 +61,7 @@ def test_load_corpus_gives_every_ptc_split_as_a_dataset(ptc_dir):
 
 
 def test_load_corpus_reads_the_meme_files(ptc_dir):
-    from persuasion import load_corpus
+    from persuasion.corpus import load_corpus
 
     memes = load_corpus(ptc_dir.parent / "memes-semeval2021", ["dev"])
     assert memes["dev"].num_rows == 63 and memes["dev"].features == corpus_features()
@@ -71,7 +71,7 @@ def test_load_corpus_reads_the_meme_files(ptc_dir):
 
 
 def test_load_corpus_names_a_folder_it_cannot_read(tmp_path):
-    from persuasion import load_corpus
+    from persuasion.corpus import load_corpus
 
     with pytest.raises(CorpusError, match="neither the PTC layout"):
         load_corpus(tmp_path)

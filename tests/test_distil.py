@@ -72,7 +72,7 @@ def taught_articles(corpus: Path, teacher_dir: Path, tmp_path: Path):
     articles = read_ptc_articles(corpus, "train")
     encoded = [encode_article(article, tokenizer, list(TECHNIQUES)) for article in articles]
     recipe = Recipe(teacher=str(teacher_dir), output_dir=str(tmp_path / "run"), distil_mix=0.5)
-    attach_teacher_targets(recipe, [articles], encoded, list(TECHNIQUES), say=lambda message: None)
+    attach_teacher_targets(recipe, [articles], encoded, list(TECHNIQUES))
     return tokenizer, encoded
 
 
@@ -146,7 +146,7 @@ def test_the_teacher_reads_each_token_in_the_window_that_gives_it_the_most_conte
 
     network, tokenizer, settings = load_network(teacher_dir)
     article = read_ptc_articles(corpus, "train")[0]
-    scored = score_texts(network, tokenizer, settings, [article], say=lambda message: None)[0]
+    scored = score_texts(network, tokenizer, settings, [article])[0]
     document = tokenize_document(tokenizer, article.text)
     framing = WindowFraming.of(tokenizer)
     windows = plan_windows(len(document.token_ids), settings.window_tokens - framing.extra_tokens,
@@ -185,13 +185,12 @@ def test_the_teacher_cache_is_reused_and_recomputed_when_teacher_or_texts_change
     calls = counting_teacher(monkeypatch)
     articles = read_ptc_articles(corpus, "train")
     recipe = Recipe(teacher=str(teacher_dir), output_dir=str(tmp_path / "run"), distil_mix=0.5)
-    quiet = {"say": lambda message: None}
 
-    first, report = teacher_outputs(recipe, articles, list(TECHNIQUES), **quiet)
+    first, report = teacher_outputs(recipe, articles, list(TECHNIQUES))
     assert len(calls) == 1 and not report["loaded_from_cache"]
     cache = Path(report["cache"])
     assert cache.parent == tmp_path / "run" / "teacher" and cache.is_file()
-    again, report = teacher_outputs(recipe, articles, list(TECHNIQUES), **quiet)
+    again, report = teacher_outputs(recipe, articles, list(TECHNIQUES))
     assert len(calls) == 1 and report["loaded_from_cache"]
     for fresh, loaded in zip(first, again, strict=True):
         assert all(torch.equal(a, b) for a, b in zip(dataclasses.astuple(fresh), dataclasses.astuple(loaded)))
@@ -199,19 +198,19 @@ def test_the_teacher_cache_is_reused_and_recomputed_when_teacher_or_texts_change
     # re-tuning the teacher rewrites its decoding, not its network: still cached
     settings, decoding = read_settings(teacher_dir)
     write_settings(teacher_dir, settings, dataclasses.replace(decoding, span_threshold=0.77))
-    teacher_outputs(recipe, articles, list(TECHNIQUES), **quiet)
+    teacher_outputs(recipe, articles, list(TECHNIQUES))
     assert len(calls) == 1
 
     # other texts: scored again
-    teacher_outputs(recipe, articles[1:], list(TECHNIQUES), **quiet)
+    teacher_outputs(recipe, articles[1:], list(TECHNIQUES))
     assert len(calls) == 2
     edited = [dataclasses.replace(articles[0], text=articles[0].text.replace("lied", "lies")), *articles[1:]]
-    teacher_outputs(recipe, edited, list(TECHNIQUES), **quiet)
+    teacher_outputs(recipe, edited, list(TECHNIQUES))
     assert len(calls) == 3
 
     # another teacher: scored, into a file of its own
     other = build_tiny_teacher(tmp_path / "other-teacher", seed=1)
-    _, report = teacher_outputs(dataclasses.replace(recipe, teacher=str(other)), articles, list(TECHNIQUES), **quiet)
+    _, report = teacher_outputs(dataclasses.replace(recipe, teacher=str(other)), articles, list(TECHNIQUES))
     assert len(calls) == 4 and Path(report["cache"]) != cache
 
 
@@ -227,15 +226,14 @@ def test_a_group_of_texts_added_to_a_run_is_scored_alone_and_the_others_come_fro
     articles = read_ptc_articles(corpus, "train")
     news, extra = articles[:5], articles[5:]  # as the training articles and the memes of a run
     recipe = Recipe(teacher=str(teacher_dir), output_dir=str(tmp_path / "run"), distil_mix=0.5)
-    quiet = {"say": lambda message: None}
 
     def encoded(texts):
         return [encode_article(article, tokenizer, list(TECHNIQUES)) for article in texts]
 
     alone = encoded(news)
-    attach_teacher_targets(recipe, [news], alone, list(TECHNIQUES), **quiet)
+    attach_teacher_targets(recipe, [news], alone, list(TECHNIQUES))
     both = encoded(news + extra)
-    report = attach_teacher_targets(recipe, [news, extra], both, list(TECHNIQUES), **quiet)
+    report = attach_teacher_targets(recipe, [news, extra], both, list(TECHNIQUES))
     assert calls == [[a.article_id for a in news], [a.article_id for a in extra]]  # only the new group scored
     assert len(report["caches"]) == 2 and not report["loaded_from_cache"] and report["texts"] == len(articles)
     for one, other in zip(alone, both):  # the cached group's targets are those it had alone
@@ -253,7 +251,7 @@ def test_a_shipped_model_teaches_by_its_name(corpus, tmp_path):
     recipe = Recipe(teacher="default", output_dir=str(tmp_path / "run"), distil_mix=0.5)
     check_recipe(recipe)  # from any folder, not only the repository's root
     articles = read_ptc_articles(corpus, "train")[:2]
-    outputs, report = teacher_outputs(recipe, articles, list(TECHNIQUES), say=lambda message: None)
+    outputs, report = teacher_outputs(recipe, articles, list(TECHNIQUES))
     assert report["checkpoint"] == "default" and report["digest"] == network_digest(resolve("default"))
     assert [len(o.token_offsets) > 0 for o in outputs] == [True, True]
 
@@ -265,7 +263,7 @@ def test_distillation_lowers_the_students_distance_from_the_teacher(corpus, teac
     from persuasion.model.network import PersuasionNetwork
     from persuasion.model.windows import WindowFraming
     from persuasion.train.features import collate, cut_windows
-    from persuasion.train.loop import TrainingNetwork, distillation_loss, training_loss
+    from persuasion.train.losses import TrainingNetwork, distillation_loss, training_loss
 
     tokenizer, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     windows = [w for article in encoded[:3] for w in cut_windows(article, 20, random.Random(0))]
@@ -310,7 +308,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
     from persuasion.model.network import PersuasionNetwork
     from persuasion.model.windows import WindowFraming
     from persuasion.train.features import collate, cut_windows
-    from persuasion.train.loop import TrainingNetwork, distillation_loss, gold_loss, training_loss
+    from persuasion.train.losses import TrainingNetwork, distillation_loss, gold_loss, training_loss
 
     tokenizer, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     windows = [w for article in encoded for w in cut_windows(article, 20, random.Random(0))]
@@ -344,7 +342,7 @@ def test_a_distil_mix_of_0_is_exactly_the_plain_training_loss(corpus, teacher_di
 
 def test_every_epochs_windows_carry_the_teacher_targets_of_their_own_tokens_and_spans(corpus, teacher_dir, tmp_path):
     from persuasion.train.features import TeacherTargets
-    from persuasion.train.loop import EpochWindows
+    from persuasion.train.data import EpochWindows
 
     _, encoded = taught_articles(corpus, teacher_dir, tmp_path)
     texts = encoded[:2]

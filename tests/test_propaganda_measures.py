@@ -99,9 +99,8 @@ def numbers(tree, path: str = ""):
 
 @pytest.mark.slow
 def test_the_metric_scores_the_dev_predictions_as_metrics_json_records(ptc_dir, tmp_path, measures):
-    from persuasion import load_corpus
-    from persuasion.corpus import Article
-    from persuasion.eval.benchmark import run_benchmark, span_gold, technique_gold
+    from persuasion.corpus import Article, load_corpus, span_gold, technique_gold
+    from persuasion.eval.benchmark import run_benchmark
 
     benchmark = run_benchmark(ptc_dir, "dev", tmp_path, "fast", progress=False)
     articles = [Article.from_record(record) for record in load_corpus(ptc_dir, ["dev"])["dev"]]

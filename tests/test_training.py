@@ -93,7 +93,7 @@ def test_loss_falls_on_a_tiny_model(tmp_path, technique_tagging_weight):
     from persuasion.model.windows import WindowFraming
     from persuasion.taxonomy import TECHNIQUES
     from persuasion.train.features import IGNORE, collate, cut_windows, encode_article
-    from persuasion.train.loop import TrainingNetwork, training_loss
+    from persuasion.train.losses import TrainingNetwork, training_loss
     from transformers import AutoTokenizer
 
     encoder_dir = tiny_encoder_dir(tmp_path / "encoder")
@@ -226,10 +226,34 @@ def test_without_a_technique_tagging_loss_no_tagger_is_kept_and_no_mix_tried(tmp
     assert json.loads((checkpoint / "persuasion.json").read_text())["decoding"]["technique_tag_mix"] == 0.0
 
 
+def test_a_second_run_in_one_process_may_not_ask_for_another_precision():
+    """accelerate keeps one precision per process; asking for another is a one-line error, not a traceback."""
+    from persuasion.train.trainer import make_accelerator
+
+    make_accelerator(Recipe())  # the precision of every other run in the tests
+    with pytest.raises(PersuasionError, match="mixed_precision 'bf16'.*new process"):
+        make_accelerator(Recipe(mixed_precision="bf16"))
+
+
+def test_progress_lines_show_on_the_console_and_in_the_run_log_while_a_command_runs(tmp_path, capsys):
+    import logging
+    import re
+
+    from persuasion.train.logs import ProgressLog
+
+    tune_log = logging.getLogger("persuasion.train.tune")  # any module under persuasion.train
+    with ProgressLog(tmp_path / "train.log", timestamps=True):
+        tune_log.info("repetition boost 2.0")
+    tune_log.info("after the command: not shown")
+    shown = capsys.readouterr().out
+    assert re.fullmatch(r"\[\d\d:\d\d:\d\d\] repetition boost 2.0\n", shown), shown
+    assert (tmp_path / "train.log").read_text() == shown
+
+
 def test_weight_average_is_the_mean_of_its_samples_and_leaves_the_model_alone():
     from torch.optim.swa_utils import AveragedModel
 
-    from persuasion.train.loop import running_mean
+    from persuasion.train.trainer import running_mean
 
     model = torch.nn.Sequential(torch.nn.Embedding(4, 2), torch.nn.Linear(2, 2))
     model[0].weight.requires_grad_(False)  # frozen, as the recipe freezes word embeddings

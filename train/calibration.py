@@ -12,9 +12,9 @@ from __future__ import annotations
 from dataclasses import replace
 
 import numpy as np
+from sklearn.isotonic import IsotonicRegression
 
-from persuasion.corpus import Article
-from persuasion.eval.benchmark import span_gold, technique_gold
+from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
 from persuasion.model.decoding import Decoding, DocumentScores, sentence_scores, technique_spans
 
@@ -22,20 +22,20 @@ BIN_SIZE = 40  # validation points per bin before pooling: fewer make a noisy ma
 
 
 def monotone_knots(raw, outcomes, bin_size: int = BIN_SIZE) -> tuple[tuple[float, float], ...]:
-    """(mean raw score, observed rate) of bins of about `bin_size` points in raw-score order, with neighbouring
-    bins pooled until the rates increase (pool adjacent violators, weighted by bin size)."""
+    """(mean raw score, calibrated rate) of bins of about `bin_size` points in raw-score order, with neighbouring
+    bins pooled until the rates increase: isotonic regression of the bins' rates, weighted by bin size."""
     raw, outcomes = np.asarray(raw, dtype=np.float64), np.asarray(outcomes, dtype=np.float64)
     if len(raw) == 0:
         return ()
-    order = np.argsort(raw, kind="stable")
-    raw, outcomes = raw[order], outcomes[order]
-    blocks: list[list[float]] = []  # [sum of raw scores, sum of outcomes, count]
-    for chunk in np.array_split(np.arange(len(raw)), max(1, len(raw) // bin_size)):
-        blocks.append([raw[chunk].sum(), outcomes[chunk].sum(), len(chunk)])
-        while len(blocks) > 1 and blocks[-2][1] / blocks[-2][2] >= blocks[-1][1] / blocks[-1][2]:
-            last = blocks.pop()
-            blocks[-1] = [total + part for total, part in zip(blocks[-1], last)]
-    return tuple((float(raw_sum / count), float(hits / count)) for raw_sum, hits, count in blocks)
+    bins = np.array_split(np.argsort(raw, kind="stable"), max(1, len(raw) // bin_size))
+    sizes = np.array([len(members) for members in bins], dtype=np.float64)
+    raw_sums = np.array([raw[members].sum() for members in bins])
+    rates = np.array([outcomes[members].sum() for members in bins]) / sizes
+    # Fitted in the bins' order rather than on their mean scores, so bins of equal mean score stay apart.
+    fitted = IsotonicRegression().fit_transform(np.arange(len(bins)), rates, sample_weight=sizes)
+    pools = np.flatnonzero(np.r_[True, np.diff(fitted) != 0])  # the first bin of each run of one pooled rate
+    return tuple((float(raw_sum / count), float(rate)) for raw_sum, count, rate in
+                 zip(np.add.reduceat(raw_sums, pools), np.add.reduceat(sizes, pools), fitted[pools]))
 
 
 def span_outcomes(scores: list[DocumentScores], articles: list[Article], decoding: Decoding

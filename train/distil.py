@@ -10,7 +10,7 @@ at its own inference stride, and its outputs are cached on disk: per teacher tok
 per-token technique logits (where it has that tagger); per gold technique span, its technique
 log-probabilities. The student's tokens take the outputs of the teacher token that covers their first
 character, so a student window cut anywhere slices its targets. Training is then `persuasion train`'s
-loop with the loss `(1 - distil_mix) * gold + distil_mix * distillation` (train/loop.py), and the result
+loop with the loss `(1 - distil_mix) * gold + distil_mix * distillation` (train/losses.py), and the result
 is a normal checkpoint folder, tuned on validation like any run.
 
 Only the training split is scored: never the validation articles the run holds out, never dev.
@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import logging
 import os
 import time
 from dataclasses import dataclass
@@ -35,6 +36,8 @@ from persuasion.train.recipe import Recipe
 CACHE_FORMAT = "1"  # raise when what the cache holds, or how it is computed, changes
 DEFAULT_CACHE_DIR = "teacher"  # inside the run folder
 TEACHER_BATCH = 32  # windows per forward pass of the teacher
+
+log = logging.getLogger(__name__)
 
 
 def add_arguments(parser) -> None:
@@ -93,8 +96,7 @@ def context_margins(start: int, end: int, num_tokens: int) -> torch.Tensor:
 
 
 @torch.inference_mode()
-def score_texts(network, tokenizer, settings, articles: list[Article], device: str = "cpu", say=print
-                ) -> list[TextOutputs]:
+def score_texts(network, tokenizer, settings, articles: list[Article], device: str = "cpu") -> list[TextOutputs]:
     """The teacher network's outputs for each text, read in overlapping windows at its inference stride.
 
     A token covered by several windows takes the outputs of the window where it has the most context on
@@ -163,7 +165,7 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
                 span_found[index][fragment] = True
         done = batch_start + len(batch)
         if done - reported >= max(1, len(jobs) // 10) or done == len(jobs):
-            say(f"teacher: {done}/{len(jobs)} windows scored")
+            log.info(f"teacher: {done}/{len(jobs)} windows scored")
             reported = done
 
     outputs = []
@@ -252,8 +254,7 @@ def load_outputs(path: Path) -> list[TextOutputs]:
         tensors["span_bounds"].split(spans), tensors["span_log_probabilities"].split(spans))]
 
 
-def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[str], say=print
-                    ) -> tuple[list[TextOutputs], dict]:
+def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[str]) -> tuple[list[TextOutputs], dict]:
     """The teacher's outputs for the texts, from the cache where it matches, else scored and cached:
     (outputs, a report of which teacher, which cache and how long scoring took)."""
     from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve
@@ -267,21 +268,21 @@ def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[st
     key, path = cache_key(digest, settings, articles), cache_path(recipe, digest, articles)
     about = cached_about(path, key)
     if about is not None:
-        say(f"teacher outputs for {len(articles)} texts loaded from {path} "
-            f"(scoring them took {about['scoring_minutes']} minutes, apart from training)")
+        log.info(f"teacher outputs for {len(articles)} texts loaded from {path} "
+                 f"(scoring them took {about['scoring_minutes']} minutes, apart from training)")
         return load_outputs(path), about | {"cache": str(path), "loaded_from_cache": True}
     started = time.time()
     device = "cuda" if torch.cuda.is_available() else "cpu"
     network, tokenizer, _ = load_network(teacher)
-    say(f"teacher {teacher} scores {len(articles)} texts on {device}, once (cached in {path})")
-    outputs = score_texts(network, tokenizer, settings, articles, device, say)
+    log.info(f"teacher {teacher} scores {len(articles)} texts on {device}, once (cached in {path})")
+    outputs = score_texts(network, tokenizer, settings, articles, device)
     about = {"checkpoint": recipe.teacher, "digest": digest, "window_tokens": settings.window_tokens,
              "stride": settings.window_stride, "texts": len(articles),
              "teacher_tokens": sum(len(o.token_offsets) for o in outputs),
              "scoring_minutes": round((time.time() - started) / 60, 2), "scored_on": device}
     save_outputs(path, outputs, key, about)
-    say(f"teacher scoring took {about['scoring_minutes']} minutes (not counted in training time); "
-        f"{path.stat().st_size / 1e6:.1f} MB cached in {path}")
+    log.info(f"teacher scoring took {about['scoring_minutes']} minutes (not counted in training time); "
+             f"{path.stat().st_size / 1e6:.1f} MB cached in {path}")
     return outputs, about | {"cache": str(path), "loaded_from_cache": False}
 
 
@@ -324,7 +325,7 @@ def student_targets(outputs: TextOutputs, encoded: EncodedArticle, num_technique
 
 
 def attach_teacher_targets(recipe: Recipe, groups: list[list[Article]], encoded: list[EncodedArticle],
-                           techniques: list[str], say=print) -> dict:
+                           techniques: list[str]) -> dict:
     """Give each encoded training text (the groups' texts, in order) the teacher's targets; returns the
     teacher report that validation.json records.
 
@@ -332,15 +333,15 @@ def attach_teacher_targets(recipe: Recipe, groups: list[list[Article]], encoded:
     a group to another's texts scores only that group."""
     outputs, reports = [], []
     for texts in groups:
-        group_outputs, report = teacher_outputs(recipe, texts, techniques, say)
+        group_outputs, report = teacher_outputs(recipe, texts, techniques)
         outputs += group_outputs
         reports.append(report)
     for text_outputs, encoded_article in zip(outputs, encoded, strict=True):
         encoded_article.teacher = student_targets(text_outputs, encoded_article, len(techniques))
     covered = sum(int(e.teacher.covered.sum()) for e in encoded)
     tokens = sum(len(e.teacher.covered) for e in encoded)
-    say(f"teacher targets on {covered} of {tokens} student tokens; "
-        f"{sum(int(e.teacher.span_known.sum()) for e in encoded)} gold spans with a teacher distribution")
+    log.info(f"teacher targets on {covered} of {tokens} student tokens; "
+             f"{sum(int(e.teacher.span_known.sum()) for e in encoded)} gold spans with a teacher distribution")
     return {**{key: reports[0][key] for key in ("checkpoint", "digest", "window_tokens", "stride")},
             "scored_on": ", ".join(sorted({report["scored_on"] for report in reports})),
             "texts": sum(report["texts"] for report in reports),

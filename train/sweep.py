@@ -24,7 +24,7 @@ import yaml
 
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import read_validation_report, validation_selection
-from persuasion.train.loop import CHECKPOINT_DIR, STATE_DIR
+from persuasion.train.trainer import CHECKPOINT_DIR, STATE_DIR
 from persuasion.train.recipe import Recipe
 
 SWEEP_KEYS = {"config", "common", "variants"}

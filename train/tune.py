@@ -11,12 +11,12 @@ Every search scores the validation articles once per stride (`Detector.score`) a
 from __future__ import annotations
 
 import json
+import logging
 from dataclasses import replace
 
 import numpy as np
 
-from persuasion.corpus import Article
-from persuasion.eval.benchmark import span_gold, technique_gold
+from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import selection_score
 from persuasion.train.calibration import fit_calibration
@@ -29,6 +29,8 @@ SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
 REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
 TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tagger's p(inside) in the token score
+
+log = logging.getLogger(__name__)
 
 
 def hardware(device: str) -> str:
@@ -126,8 +128,7 @@ def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray, log_weig
     return best_temperature
 
 
-def choose_window_stride(detector, articles: list[Article], decoding: Decoding, log=print
-                         ) -> tuple[int, list[DocumentScores]]:
+def choose_window_stride(detector, articles: list[Article], decoding: Decoding) -> tuple[int, list[DocumentScores]]:
     """Keep the recipe's inference stride or a denser one (~1.5x the compute), by validation SI F1 + TC micro-F1.
 
     Returns the chosen stride and the validation scores at it.
@@ -142,7 +143,7 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding, 
         selection[trial] = si["f1"] + tc["micro_f1"]
     # Ties go to the sparser (faster) stride.
     chosen = max(selection, key=lambda trial: (round(selection[trial], 6), trial))
-    log(f"inference stride {chosen}: validation SI F1 + TC micro-F1 by stride {selection}")
+    log.info(f"inference stride {chosen}: validation SI F1 + TC micro-F1 by stride {selection}")
     return chosen, scores_by_stride[chosen]
 
 
@@ -184,7 +185,7 @@ def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], 
     return fit_temperature(np.concatenate(token_log_probabilities), np.array(token_tags))
 
 
-def tune_detector(detector, articles: list[Article], log=print):
+def tune_detector(detector, articles: list[Article]):
     """Fit the stride, temperatures, span decoding, the Repetition choices and the score calibration on validation.
 
     Returns (the detector under the tuned stride and decoding, the validation report of the tuning).
@@ -194,22 +195,22 @@ def tune_detector(detector, articles: list[Article], log=print):
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
     decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0, repetition_boost=1.0,
                        span_calibration=(), sentence_calibration=(), min_score=0.0)
-    stride, scores = choose_window_stride(detector, articles, decoding, log)
+    stride, scores = choose_window_stride(detector, articles, decoding)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
-    log(f"temperatures: span {decoding.span_temperature}, technique {decoding.technique_temperature}")
+    log.info(f"temperatures: span {decoding.span_temperature}, technique {decoding.technique_temperature}")
 
     gold = technique_gold(articles)
     tc_by_boost = {boost: tc_scores(classify_gold_spans(scores, articles, replace(decoding, repetition_boost=boost)),
                                     gold)["micro_f1"]
                    for boost in REPETITION_BOOSTS}
     decoding = replace(decoding, repetition_boost=max(REPETITION_BOOSTS, key=lambda boost: (tc_by_boost[boost], -boost)))
-    log(f"repetition boost {decoding.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
+    log.info(f"repetition boost {decoding.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
 
     decoding, si, si_by_mix = best_span_decoding(scores, articles, decoding, detector.settings.technique_tagger)
-    log(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "
-        f"gap {decoding.span_gap_tokens} tokens, technique tagger mix {decoding.technique_tag_mix} "
-        f"(validation SI F1 by mix {si_by_mix}): validation SI {si}")
+    log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "
+             f"gap {decoding.span_gap_tokens} tokens, technique tagger mix {decoding.technique_tag_mix} "
+             f"(validation SI F1 by mix {si_by_mix}): validation SI {si}")
 
     flc_by_rule = {}
     for rule in (False, True):
@@ -218,13 +219,13 @@ def tune_detector(detector, articles: list[Article], log=print):
                      for a, document in zip(articles, scores)}
         flc_by_rule[rule] = flc_scores(predicted, gold)["f1"]
     decoding = replace(decoding, repetition_rule=flc_by_rule[True] > flc_by_rule[False])
-    log(f"repetition rule: FLC F1 without {flc_by_rule[False]:.4f}, with {flc_by_rule[True]:.4f}")
+    log.info(f"repetition rule: FLC F1 without {flc_by_rule[False]:.4f}, with {flc_by_rule[True]:.4f}")
 
     decoding, calibration = fit_calibration(scores, articles, decoding)
     decoding = replace(decoding, min_score=chosen_min_score)  # the user's choice, not tuning's
-    log(f"calibration on validation: span score ECE {calibration['spans']['ece_raw']:.4f} -> "
-        f"{calibration['spans']['ece']:.4f}, sentence score ECE {calibration['sentences']['ece_raw']:.4f} -> "
-        f"{calibration['sentences']['ece']:.4f}")
+    log.info(f"calibration on validation: span score ECE {calibration['spans']['ece_raw']:.4f} -> "
+             f"{calibration['spans']['ece']:.4f}, sentence score ECE {calibration['sentences']['ece_raw']:.4f} -> "
+             f"{calibration['sentences']['ece']:.4f}")
 
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), gold)
     report = {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
@@ -242,10 +243,12 @@ def run(args) -> int:
     from persuasion.model.checkpoint import (held_out_articles, read_validation_report, write_settings,
                                              write_validation_report)
     from persuasion.model.detector import Detector
+    from persuasion.train.logs import ProgressLog
 
     report = read_validation_report(args.checkpoint)
     articles = held_out_articles(args.data, args.checkpoint)
-    detector, report["validation"] = tune_detector(Detector.load(args.checkpoint), articles)
+    with ProgressLog():
+        detector, report["validation"] = tune_detector(Detector.load(args.checkpoint), articles)
     report["tuned_on"] = hardware(detector.device)
     write_settings(args.checkpoint, detector.settings, detector.decoding)
     write_validation_report(args.checkpoint, report)

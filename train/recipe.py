@@ -48,7 +48,7 @@ class Recipe:
     distil_mix: float = 0.0  # the teacher's share of the loss, the gold's is 1 - distil_mix (0: no distillation)
     distil_temperature: float = 1.0  # softens teacher and student distributions alike
     distil_memes: bool = False  # the teacher also labels the meme texts of meme_dir (span tags included)
-    mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" or "bf16" on GPUs
+    mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" (GPUs) or "bf16" (GPUs, CPUs with AMX or AVX512-BF16)
     save_every_minutes: float = 10.0  # how often a run saves what `--resume` needs (and at every epoch's end)
 
     @classmethod

@@ -58,8 +58,9 @@ def add_arguments(parser) -> None:
                              "it overlaps a span annotators marked with its technique (default: the model's, 0, "
                              "every span)")
     parser.add_argument("--shard", metavar="K/N",
-                        help="score only documents whose index %% N == K-1 (K from 1); under `accelerate "
-                             "launch` RANK and WORLD_SIZE choose it and FILE gets the suffix .rank{RANK}")
+                        help="score only documents whose index %% N == K-1 (K from 1), to split a job by hand "
+                             "without Ray; under `accelerate launch` RANK and WORLD_SIZE choose it and FILE gets "
+                             "the suffix .rank{RANK}")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary on stderr")
     parser.add_argument("--engine", choices=("local", "ray"), default="local",
                         help="local: this process (default); ray: an actor pool on Ray Data, on this machine or a "

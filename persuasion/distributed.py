@@ -38,8 +38,8 @@ import ray  # noqa: E402
 
 from persuasion.batch import exit_status, plural, record_of, score_documents  # noqa: E402
 from persuasion.errors import PersuasionError  # noqa: E402
-from persuasion.inputs import Document, InputError, Source, count_documents, find_sources, read_documents, row_id  # noqa: E402,E501
-from persuasion.inputs import row_document  # noqa: E402
+from persuasion.inputs import (Document, InputError, Source, count_documents, find_sources, read_documents,  # noqa: E402
+                               row_document, row_id)
 
 OUTPUT_FORMATS = ("jsonl", "parquet")
 JOB_FILE = "_job.json"  # what the shards are the records of (--resume checks it); "_": Parquet readers skip it
@@ -358,7 +358,10 @@ def run(args) -> int:
                       args.gpus_per_actor or 0.0)
     written = failed = 0
     with ray_session(args.address, args.quiet):
-        ray.data.DataContext.get_current().enable_progress_bars = not args.quiet
+        if args.quiet:
+            context = ray.data.DataContext.get_current()
+            context.enable_progress_bars = context.print_on_execution_start = False
+            logging.getLogger("ray.data").setLevel(logging.ERROR)
         records = scoring.records(documents_dataset(sources, args.text_field, args.id_field, done))
         shards = records.map_batches(write_shard, batch_size=args.records_per_file or RECORDS_PER_SHARD,
                                      batch_format="pyarrow",

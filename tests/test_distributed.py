@@ -111,17 +111,6 @@ def same(value, wanted) -> bool:
     return type(value) is type(wanted) and value == wanted
 
 
-def test_the_ray_engine_writes_the_local_engines_records(ray_instance, corpus, local_records, tmp_path):
-    output = tmp_path / "found"
-
-    assert main(["detect", *map(str, corpus), "--model", "fast", "--quiet", "-o", str(output), *RAY_OPTIONS]) == 1
-
-    records = shard_records(output)
-    assert len(records) == DOCUMENTS  # no record twice
-    assert_same_records(by_index(records), local_records)
-    assert len(list(output.glob("part-*.jsonl"))) > 1
-
-
 def scorer_processes() -> list[int]:
     """Process ids of the actors that score (Ray names a worker process after the actor it runs)."""
     pids = []
@@ -135,19 +124,18 @@ def scorer_processes() -> list[int]:
     return pids
 
 
-def test_an_actor_killed_mid_job_is_replaced_and_every_record_written_once(ray_instance, corpus, local_records,
-                                                                          tmp_path):
+def test_the_ray_engine_writes_the_local_engines_records_once_with_an_actor_killed_mid_job(
+        ray_instance, corpus, local_records, tmp_path):
     output = tmp_path / "found"
     killed: list[int] = []
 
     def kill_a_scorer_once_records_appear():
-        deadline = time.monotonic() + 120
+        deadline = time.monotonic() + 300
         while time.monotonic() < deadline and not killed:
             pids = scorer_processes()
             if pids and any(output.glob("part-*.jsonl")):
-                shards_before = len(list(output.glob("part-*.jsonl")))
                 os.kill(pids[0], signal.SIGKILL)
-                killed.extend([pids[0], shards_before])
+                killed.extend([pids[0], len(shard_records(output))])
             time.sleep(0.05)
 
     killer = threading.Thread(target=kill_a_scorer_once_records_appear)
@@ -156,12 +144,13 @@ def test_an_actor_killed_mid_job_is_replaced_and_every_record_written_once(ray_i
     killer.join()
 
     assert killed, "no scoring actor was found to kill: nothing was tested"
-    shards_when_killed = killed[1]
-    assert shards_when_killed < DOCUMENTS // 10, "the job had finished when the actor was killed: nothing was tested"
-    assert status == 1
+    records_when_killed = killed[1]
+    assert records_when_killed < DOCUMENTS, "the job had finished when the actor was killed: nothing was tested"
+    assert status == 1  # as the local engine's: some documents have an error record
     records = shard_records(output)
-    assert len(records) == DOCUMENTS
+    assert len(records) == DOCUMENTS  # no record twice
     assert_same_records(by_index(records), local_records)
+    assert len(list(output.glob("part-*.jsonl"))) > 1
 
 
 def detect_process(corpus, output: Path, *arguments: str) -> list[str]:
@@ -172,12 +161,13 @@ def detect_process(corpus, output: Path, *arguments: str) -> list[str]:
 def test_resume_after_the_driver_was_killed_writes_every_record_once(corpus, local_records, tmp_path):
     output = tmp_path / "found"
     environment = {key: value for key, value in os.environ.items() if not key.startswith("RAY_")}
-    driver = subprocess.Popen(detect_process(corpus, output), cwd=ROOT, env=environment, start_new_session=True,
-                              stderr=subprocess.PIPE)
+    with open(tmp_path / "driver.log", "wb") as log:
+        driver = subprocess.Popen(detect_process(corpus, output), cwd=ROOT, env=environment, start_new_session=True,
+                                  stdout=log, stderr=log)
     try:
-        deadline = time.monotonic() + 150
+        deadline = time.monotonic() + 300
         while not any(output.glob("part-*.jsonl")) and driver.poll() is None:
-            assert time.monotonic() < deadline, "the Ray job wrote no shard in 150 s"
+            assert time.monotonic() < deadline, "the Ray job wrote no shard in 300 s"
             time.sleep(0.05)
         os.kill(driver.pid, signal.SIGKILL)
         driver.wait()

@@ -23,7 +23,8 @@ SAMPLE_SECONDS = 0.2
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m persuasion.eval.ray_throughput", description=__doc__.split("\n")[0])
+    parser = argparse.ArgumentParser(prog="python -m persuasion.eval.ray_throughput",
+                                     description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, type=Path, help="PTC folder holding <split>-articles/")
     parser.add_argument("--split", default="dev", help="which <split>-articles/ folder to score (default: dev)")
     parser.add_argument("--model", default="fast", help="a shipped model or a checkpoint folder (default: fast)")
@@ -49,7 +50,8 @@ def main(argv: list[str] | None = None) -> int:
     if written != documents:
         raise SystemExit(f"the Ray engine wrote {written} records for {documents} documents")
     figures = {"documents": documents, "model": args.model,
-               "local": {"seconds": round(local_seconds, 1), "documents_per_second": round(documents / local_seconds, 2)},
+               "local": {"seconds": round(local_seconds, 1),
+                         "documents_per_second": round(documents / local_seconds, 2)},
                "ray": {"seconds": round(ray_seconds, 1), "documents_per_second": round(documents / ray_seconds, 2),
                        "actors": args.actors, "cpus_per_actor": args.cpus_per_actor,
                        "actor_peak_rss_mib": sampler.peak_mib()}}

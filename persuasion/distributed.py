@@ -38,8 +38,8 @@ import ray  # noqa: E402
 
 from persuasion.batch import exit_status, plural, record_of, score_documents  # noqa: E402
 from persuasion.errors import PersuasionError  # noqa: E402
-from persuasion.inputs import (Document, InputError, Source, count_documents, find_sources, read_documents,  # noqa: E402
-                               row_document, row_id)
+from persuasion.inputs import (Document, InputError, Source, count_documents, find_sources,  # noqa: E402
+                               read_documents, row_document, row_id)
 
 OUTPUT_FORMATS = ("jsonl", "parquet")
 JOB_FILE = "_job.json"  # what the shards are the records of (--resume checks it); "_": Parquet readers skip it
@@ -321,8 +321,8 @@ def output_folder(args, job: Job) -> tuple[Path, set[int]]:
 
 @contextmanager
 def ray_session(address: str | None, quiet: bool):
-    """Ray for this run: the cluster at `address`, else a local instance on loopback, shut down at the end.
-    A process that already runs Ray (a test, a notebook) keeps its own."""
+    """Ray for this run: the cluster at `address`, else a local instance reached at 127.0.0.1, shut down at
+    the end. A process that already runs Ray (a test, a notebook) keeps its own."""
     if ray.is_initialized():
         yield
         return

@@ -326,7 +326,7 @@ def ray_session(address: str | None, quiet: bool):
     if ray.is_initialized():
         yield
         return
-    options = {"logging_level": logging.WARNING, "log_to_driver": not quiet}
+    options = {"logging_level": logging.ERROR if quiet else logging.WARNING, "log_to_driver": not quiet}
     if address is None:
         options.update(include_dashboard=False, _node_ip_address="127.0.0.1")
     try:

@@ -26,10 +26,15 @@ def native_bf16(device: str) -> bool:
     return torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported()
 
 
-def choose_precision(requested: str, device: str, bf16_is_native: bool) -> str:
-    """The precision `requested` ("auto" or one of the others) means on this device."""
+def check_precision(requested: str) -> None:
+    """A one-line error for a name that is not a precision, before anything is loaded."""
     if requested not in PRECISIONS:
         raise PersuasionError(f"precision {requested!r}: give one of {', '.join(PRECISIONS)}")
+
+
+def choose_precision(requested: str, device: str, bf16_is_native: bool) -> str:
+    """The precision `requested` ("auto" or one of the others) means on this device."""
+    check_precision(requested)
     if requested == "auto":
         return "bf16" if bf16_is_native else "fp32"
     if requested == "int8" and device != "cpu":

@@ -3,7 +3,8 @@
 Records are appended in input order and flushed one at a time, so after a crash `--resume` reads
 what was written, checks it against the first inputs, drops a half-written tail and scores only
 the rest. `--shard K/N` scores the documents whose index % N == K - 1; every record carries its
-index, so shard outputs merged by index equal an unsharded run.
+index, so shard outputs merged by index equal an unsharded run. `--engine ray` hands the same
+documents, scorer and records to Ray Data instead (persuasion/distributed.py).
 """
 
 from __future__ import annotations
@@ -22,12 +23,14 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from persuasion.errors import ExitStatus, PersuasionError, exit_status_help
+from persuasion.extras import require_ray_extra
 from persuasion.inputs import Document, Source, count_documents, find_sources, read_documents
 from persuasion.result import DetectionResult
 
-FORMATS = ("jsonl", "csv", "html", "text")
+FORMATS = ("jsonl", "csv", "html", "text", "parquet")  # parquet: --engine ray only
 FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "text"}
 FEW_DOCUMENTS = 20  # below this a progress bar is noise
+RAY_OPTIONS = ("--address", "--actors", "--cpus-per-actor", "--gpus-per-actor", "--records-per-file")
 
 Scored = tuple[Document, DetectionResult | None]  # the result is None for a document with an error
 
@@ -58,9 +61,25 @@ def add_arguments(parser) -> None:
                              "it overlaps a span annotators marked with its technique (default: the model's, 0, "
                              "every span)")
     parser.add_argument("--shard", metavar="K/N",
-                        help="score only documents whose index %% N == K-1 (K from 1); under `accelerate "
-                             "launch` RANK and WORLD_SIZE choose it and FILE gets the suffix .rank{RANK}")
+                        help="score only documents whose index %% N == K-1 (K from 1), to split a job by hand "
+                             "without Ray; under `accelerate launch` RANK and WORLD_SIZE choose it and FILE gets "
+                             "the suffix .rank{RANK}")
     parser.add_argument("--quiet", "-q", action="store_true", help="no progress bar or summary on stderr")
+    parser.add_argument("--engine", choices=("local", "ray"), default="local",
+                        help="local: this process (default); ray: an actor pool on Ray Data, on this machine or a "
+                             "cluster, writing jsonl or parquet shards into the --output folder (the [ray] extra)")
+    ray_options = parser.add_argument_group("--engine ray")
+    ray_options.add_argument("--address", metavar="ADDRESS",
+                             help="join the Ray cluster there (auto: the one `ray start` started on this machine); "
+                                  "default: start a local Ray instance for this run")
+    ray_options.add_argument("--actors", type=int, metavar="N",
+                             help="detectors scoring at once, each loaded once (default: as many as the cluster's "
+                                  "CPUs, or GPUs, allow)")
+    ray_options.add_argument("--cpus-per-actor", type=float, metavar="C",
+                             help="CPUs each actor reserves, and its torch threads (default: 1)")
+    ray_options.add_argument("--gpus-per-actor", type=float, metavar="G", help="GPUs each actor reserves (default: 0)")
+    ray_options.add_argument("--records-per-file", type=int, metavar="N",
+                             help="records in each output shard, at most (default: 1000)")
 
 
 @dataclass(frozen=True)
@@ -102,18 +121,23 @@ class ResumeError(PersuasionError):
     """The existing output cannot be continued."""
 
 
+def record_of(document: Document, result: DetectionResult | None) -> dict:
+    """The record of one document, as both engines write it: its spans, sentences and summary, or its error."""
+    record = {"id": document.id, "index": document.index, "source": document.source}
+    if result is None:
+        record["error"] = document.error
+    else:
+        record.update(result.to_dict())
+    return record
+
+
 class JsonlRecords:
     """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error}."""
 
     header = ""
 
     def render(self, document: Document, result: DetectionResult | None) -> str:
-        record = {"id": document.id, "index": document.index, "source": document.source}
-        if result is None:
-            record["error"] = document.error
-        else:
-            record.update(result.to_dict())
-        return json.dumps(record, ensure_ascii=False) + "\n"
+        return json.dumps(record_of(document, result), ensure_ascii=False) + "\n"
 
     def key(self, document: Document):
         return document.id, document.index
@@ -252,6 +276,14 @@ def run(args) -> int:
         raise PersuasionError(f"--batch-size {args.batch_size}: must be at least 1")
     if args.min_score is not None and not 0.0 <= args.min_score <= 1.0:
         raise PersuasionError(f"--min-score {args.min_score}: give a score from 0 to 1")
+    if args.engine == "ray":
+        require_ray_extra()
+        from persuasion import distributed  # imports Ray, an optional extra and slow to load: only for this engine
+
+        return distributed.run(args)
+    used = [option for option in RAY_OPTIONS if getattr(args, option.lstrip("-").replace("-", "_")) is not None]
+    if used or args.format == "parquet":
+        raise PersuasionError(f"{(used or ['--format parquet'])[0]} needs --engine ray")
     output, output_format, shard, device = destination(args)
     # `detect docs/ -o docs/found.txt` must not read its own output as an input when resumed
     sources = [source for source in find_sources(args.inputs, args.pattern) if not is_output(source, output)]

@@ -1,4 +1,4 @@
-"""The optional `[train]` extra: what training, the benchmark and the baselines import beyond inference."""
+"""The optional extras: `[train]` for training, the benchmark and the baselines; `[ray]` for `--engine ray`."""
 
 from __future__ import annotations
 
@@ -25,3 +25,15 @@ def require_training_extras() -> None:
     if missing:
         raise PersuasionError(f"needs the training extras, and {', '.join(missing)} "
                                  f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e \".[train]\"")
+
+
+# Import name -> distribution, for the [ray] extra.
+RAY_MODULES = {"ray": "ray[data]", "pyarrow": "pyarrow", "pandas": "pandas"}
+
+
+def require_ray_extra() -> None:
+    """Stop in one line, before Ray starts, when a module of the [ray] extra cannot be imported."""
+    missing = [module for module in RAY_MODULES if importlib.util.find_spec(module) is None]
+    if missing:
+        raise PersuasionError(f"--engine ray needs the [ray] extra, and {', '.join(missing)} "
+                              f"{'is' if len(missing) == 1 else 'are'} not installed: pip install -e \".[ray]\"")

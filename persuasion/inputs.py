@@ -1,4 +1,4 @@
-"""Documents to score, read from text files, directories of them, JSONL and CSV rows, or stdin.
+"""Documents to score, read from text files, directories of them, JSONL, CSV and Parquet rows, or stdin.
 
 Every text is the file decoded as `open(path, encoding="utf-8", newline="")` reads it: a leading
 BOM and CRLF are kept, so span offsets index the file's characters exactly. Input the user can fix
@@ -45,7 +45,7 @@ class Document:
 @dataclass(frozen=True)
 class Source:
     name: str  # a path as the user wrote it or as found under a directory they named, or "-"
-    format: str  # "text", "jsonl", "csv" or "stdin"
+    format: str  # "text", "jsonl", "csv", "parquet" or "stdin"
 
 
 # A document found but not yet read: given its index, read it (so documents another shard
@@ -56,7 +56,7 @@ PendingDocument = Callable[[int], Document]
 def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
     """Expand INPUT arguments into files, in order; directories are searched recursively, sorted."""
     if not inputs:
-        raise InputError("no input given: name text, JSONL or CSV files, directories, or - for stdin")
+        raise InputError("no input given: name text, JSONL, CSV or Parquet files, directories, or - for stdin")
     sources = []
     for name in inputs:
         if not name:  # Path("") is the current folder: `detect "$UNSET"` must not score it all
@@ -79,13 +79,13 @@ def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
 
 
 def format_of(path: Path) -> str:
-    return {".jsonl": "jsonl", ".csv": "csv"}.get(path.suffix.lower(), "text")
+    return {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "text")
 
 
 def read_documents(sources: list[Source], text_field: str = "text", id_field: str = "id",
-                   wanted: Callable[[int], bool] | None = None) -> Iterator[Document]:
-    """Documents in input order; only those whose index is `wanted` are read and yielded."""
-    index = 0
+                   wanted: Callable[[int], bool] | None = None, start: int = 0) -> Iterator[Document]:
+    """Documents in input order, the first numbered `start`; only those whose index is `wanted` are read."""
+    index = start
     for source in sources:
         for pending in pending_documents(source, text_field, id_field):
             if wanted is None or wanted(index):
@@ -104,6 +104,8 @@ def pending_documents(source: Source, text_field: str, id_field: str) -> Iterato
         yield from pending_jsonl_rows(source.name, text_field, id_field)
     elif source.format == "csv":
         yield from pending_csv_rows(source.name, text_field, id_field)
+    elif source.format == "parquet":
+        yield from pending_parquet_rows(source.name, text_field, id_field)
     else:
         yield partial(read_text_file, source.name)
 
@@ -210,12 +212,17 @@ def read_jsonl_row(line: bytes, byte_offset: int, source: str, text_field: str, 
         return failed(bad_bytes, document_id)
     if text_field not in row:
         return failed(f"no {text_field!r} field; name the text field with --text-field", document_id)
-    text = row[text_field]
+    return row_document(document_id, index, source, row[text_field], text_field)
+
+
+def row_document(document_id: str, index: int, source: str, text, text_field: str) -> Document:
+    """The document of a row whose text field holds `text`, or its error record if that is not text."""
     if not isinstance(text, str):
-        return failed(f"{text_field!r} is {JSON_TYPE_NAMES.get(type(text), 'a value')}, not a string", document_id)
+        return Document(document_id, index, source,
+                        error=f"{text_field!r} is {JSON_TYPE_NAMES.get(type(text), 'a value')}, not a string")
     problem = text_problem(text)
     if problem:
-        return failed(problem, document_id)
+        return Document(document_id, index, source, error=problem)
     return Document(document_id, index, source, text=text)
 
 
@@ -297,3 +304,38 @@ def read_csv_row(header: list[str], row: list[str], source: str, text_field: str
 
 def file_error(source: str, problem: str, index: int) -> Document:
     return Document(source, index, source, error=problem)
+
+
+def pending_parquet_rows(name: str, text_field: str, id_field: str) -> Iterator[PendingDocument]:
+    """One document per row, `path:N` for the Nth; the columns are read a row group at a time."""
+    try:
+        import pyarrow.parquet as parquet
+    except ImportError:
+        raise InputError(f'{name}: reading Parquet needs pyarrow: pip install -e ".[ray]"') from None
+    try:
+        file = parquet.ParquetFile(name)
+    except (OSError, ValueError) as error:  # pyarrow's ArrowInvalid is a ValueError
+        yield partial(file_error, name, f"cannot read as Parquet: {first_line(error)}")
+        return
+    columns = file.schema_arrow.names
+    if text_field not in columns:
+        yield partial(file_error, name, f"no {text_field!r} column (columns: {', '.join(map(repr, columns))}); "
+                                        f"name the text column with --text-field")
+        return
+    wanted_columns = [text_field] + ([id_field] if id_field in columns and id_field != text_field else [])
+    row_number = 0
+    try:
+        for group in range(file.num_row_groups):
+            table = file.read_row_group(group, columns=wanted_columns)
+            ids = table.column(id_field).to_pylist() if id_field in wanted_columns else [None] * table.num_rows
+            for text, value in zip(table.column(text_field).to_pylist(), ids):
+                row_number += 1
+                source = f"{name}:{row_number}"
+                yield partial(row_document, row_id(value, source), source=source, text=text, text_field=text_field)
+    except (OSError, ValueError) as error:
+        yield partial(file_error, f"{name}:{row_number + 1}",
+                      f"cannot read: {first_line(error)}; the rest of the file is skipped")
+
+
+def first_line(error: Exception) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]

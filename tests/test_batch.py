@@ -446,3 +446,25 @@ def test_accelerate_launch_environment_picks_the_shard_and_names_the_output(tmp_
                   "-o", tmp_path / "out.jsonl") == 0
 
     assert [record["index"] for record in read_jsonl(tmp_path / "out.jsonl.rank1")] == [1, 3]
+
+
+def test_parquet_rows_are_documents_and_a_broken_file_or_missing_column_an_error_record(tmp_path, tiny_checkpoint):
+    import pyarrow as pa
+    import pyarrow.parquet as parquet
+
+    parquet.write_table(pa.table({"id": ["q1", None], "text": [SENTENCE, None]}), tmp_path / "rows.parquet")
+    parquet.write_table(pa.table({"body": ["no text column"]}), tmp_path / "other.parquet")
+    (tmp_path / "broken.parquet").write_bytes(b"PAR1 this is not Parquet")
+    output = tmp_path / "out.jsonl"
+
+    assert detect(tiny_checkpoint, tmp_path / "rows.parquet", tmp_path / "other.parquet", tmp_path / "broken.parquet",
+                  "-o", output) == 1
+
+    records = read_jsonl(output)
+    assert [(record["id"], record["source"]) for record in records] == [
+        ("q1", f"{tmp_path / 'rows.parquet'}:1"), (f"{tmp_path / 'rows.parquet'}:2", f"{tmp_path / 'rows.parquet'}:2"),
+        (str(tmp_path / "other.parquet"),) * 2, (str(tmp_path / "broken.parquet"),) * 2]
+    assert "error" not in records[0] and all(SENTENCE[s["start"]:s["end"]] == s["text"] for s in records[0]["spans"])
+    assert records[1]["error"] == "'text' is null, not a string"
+    assert records[2]["error"].startswith("no 'text' column (columns: 'body')")
+    assert records[3]["error"].startswith("cannot read as Parquet: ") and "\n" not in records[3]["error"]

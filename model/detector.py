@@ -17,7 +17,7 @@ import torch
 
 from persuasion.errors import PersuasionError
 from persuasion.limits import too_long
-from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve, save_weights,
+from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve_model, save_weights,
                                          write_settings)
 from persuasion.model.decoding import (Decoding, DocumentScores, SpanClassifier, WindowScores, decode, ranked,
                                        technique_probabilities)
@@ -50,7 +50,7 @@ class Detector:
         precision: "auto" (bf16 where the hardware computes it natively, else fp32), "fp32", "bf16" or
         "int8" (CPU only); `detector.precision` says which was chosen.
         """
-        directory = resolve(model)
+        directory = resolve_model(model)
         device = device or ("cuda" if torch.cuda.is_available() and precision != "int8" else "cpu")
         chosen = choose_precision(precision, device, native_bf16(device))
         _, decoding = read_settings(directory)

@@ -565,3 +565,24 @@ def test_detect_streams_a_text_over_the_streamed_length(tiny_detector):
     assert done and done[-1] == (len(text), len(text))  # only a streamed document reports progress
     assert [result.text for result in results] == ["Short one.", text, "Another."]
     assert_same_results(decode(tiny_detector.score([text])[0], tiny_detector.decoding), results[1])
+
+
+# Naming a model
+
+
+def test_every_way_to_name_a_model_resolves_it_alike_with_one_error(tmp_path):
+    from persuasion import Detector
+    from persuasion.batch import load_detector
+    from persuasion.eval.systems import load_system
+    from persuasion.model.checkpoint import SHIPPED_DIR, resolve_model
+    from persuasion.named_models import model_directory
+
+    assert resolve_model(None) == resolve_model("default") == SHIPPED_DIR / "default"  # never silently the fast one
+    assert resolve_model("fast") == SHIPPED_DIR / "fast"
+    messages = set()
+    for load in (resolve_model, model_directory, Detector.load, lambda model: load_detector(model, "cpu", "fp32"),
+                 lambda model: load_system(model, tmp_path)):
+        with pytest.raises(PersuasionError, match="not a persuasion checkpoint") as error:
+            load(str(tmp_path / "nowhere"))
+        messages.add(str(error.value))
+    assert len(messages) == 1 and "\n" not in messages.pop()

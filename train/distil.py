@@ -256,9 +256,9 @@ def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[st
                     ) -> tuple[list[TextOutputs], dict]:
     """The teacher's outputs for the texts, from the cache where it matches, else scored and cached:
     (outputs, a report of which teacher, which cache and how long scoring took)."""
-    from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve
+    from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve_model
 
-    teacher = resolve(recipe.teacher)
+    teacher = resolve_model(recipe.teacher)
     settings, _ = read_settings(teacher)
     if list(settings.techniques) != list(techniques):
         raise PersuasionError(f"teacher {teacher}: classifies other techniques than the student; give a "

@@ -62,14 +62,14 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
     predictions = Predictions(tc_confidence=[], span_scores={}, sentence_scores={})
     for first in range(0, len(articles), batch_articles):
         batch = articles[first: first + batch_articles]
-        for article, scores in zip(batch, detector.score([a.text for a in batch])):
-            result = decode(scores, decoding)
+        for article, scores in zip(batch, detector.score_windows([a.text for a in batch])):
+            occurrences = [(span.start, span.end) for span in article.spans]
+            result = decode(detector.classify_candidates(scores, [decoding], occurrences), decoding)
             article_id = article.article_id
             predictions.flc[article_id] = [(s.start, s.end, s.technique) for s in result.spans]
             predictions.span_scores[article_id] = [s.score for s in result.spans]
             predictions.si[article_id] = sorted({(s.start, s.end) for s in result.spans})
             predictions.sentence_scores[article_id] = [(s.start, s.end, s.score) for s in result.sentences]
-            occurrences = [(span.start, span.end) for span in article.spans]
             answers = classify_occurrences(scores, occurrences, decoding)
             predictions.tc[article_id] = [(s, e, technique) for (s, e), (technique, _) in zip(occurrences, answers)]
             predictions.tc_confidence.extend(confidence for _, confidence in answers)

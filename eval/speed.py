@@ -107,7 +107,7 @@ def measured_on(args: argparse.Namespace, checkpoint: Path, device: str) -> dict
 def run(args: argparse.Namespace) -> int:
     import torch
 
-    from persuasion.model.checkpoint import resolve
+    from persuasion.model.checkpoint import resolve_model
     from persuasion.model.detector import Detector
     from persuasion.model.windows import tokenize_document
 
@@ -120,7 +120,7 @@ def run(args: argparse.Namespace) -> int:
     precisions = parse_precisions(args.precision) if args.precision else ("auto",) if args.long else TIMED_PRECISIONS
     if "int8" in precisions and device != "cpu":
         raise PersuasionError("--precision int8 runs on the CPU only; add --device cpu or leave int8 out")
-    checkpoint = resolve(args.model)
+    checkpoint = resolve_model(args.model)
 
     articles = read_ptc_articles(args.data, args.split)
     texts = [article.text for article in articles if article.text.strip()][: args.limit or None]

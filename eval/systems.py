@@ -7,7 +7,7 @@ SI (which fragments), TC (which technique for each given fragment occurrence) an
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Protocol
@@ -43,14 +43,9 @@ class DetectorSystem:
     """A persuasion checkpoint: one scoring per article serves all three tasks."""
 
     def __init__(self, model: str | Path | None, batch_articles: int = 4, precision: str = "auto"):
-        from persuasion.model.checkpoint import SETTINGS_FILE, resolve
         from persuasion.model.detector import Detector
 
-        directory = resolve(model)
-        if not (directory / SETTINGS_FILE).is_file():
-            raise PersuasionError(f"{directory}: not a persuasion checkpoint (no {SETTINGS_FILE}); give --system a "
-                                  f"checkpoint directory, a shipped model name or one of {', '.join(BASELINES)}")
-        self.detector = Detector.load(directory, precision=precision)
+        self.detector = Detector.load(model, precision=precision)
         self.name = str(model or "default")
         self.precision = self.detector.precision
         self.batch_articles = batch_articles  # the windows' hidden states of a batch are kept for span classification
@@ -67,14 +62,14 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
     predictions = Predictions(tc_confidence=[], span_scores={}, sentence_scores={})
     for first in range(0, len(articles), batch_articles):
         batch = articles[first: first + batch_articles]
-        for article, scores in zip(batch, detector.score([a.text for a in batch])):
-            result = decode(scores, decoding)
+        for article, scores in zip(batch, detector.score_windows([a.text for a in batch])):
+            occurrences = [(span.start, span.end) for span in article.spans]
+            result = decode(detector.classify_candidates(scores, [decoding], occurrences), decoding)
             article_id = article.article_id
             predictions.flc[article_id] = [(s.start, s.end, s.technique) for s in result.spans]
             predictions.span_scores[article_id] = [s.score for s in result.spans]
             predictions.si[article_id] = sorted({(s.start, s.end) for s in result.spans})
             predictions.sentence_scores[article_id] = [(s.start, s.end, s.score) for s in result.sentences]
-            occurrences = [(span.start, span.end) for span in article.spans]
             answers = classify_occurrences(scores, occurrences, decoding)
             predictions.tc[article_id] = [(s, e, technique) for (s, e), (technique, _) in zip(occurrences, answers)]
             predictions.tc_confidence.extend(confidence for _, confidence in answers)
@@ -83,20 +78,14 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
 
 
 def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", precision: str = "auto") -> System:
-    """A shipped model's name (None: the default), a baseline name, or a checkpoint directory in `precision`."""
-    from persuasion.model.checkpoint import SHIPPED_NAMES
-
+    """A baseline's name, or a model (a shipped model's name, None for the default, or a checkpoint folder) in
+    `precision`."""
     from persuasion.eval import baselines
 
     if precision != "auto" and name in BASELINES:
         raise PersuasionError(f"--precision applies to checkpoints, not to the {name} baseline")
-    if name is None or name in SHIPPED_NAMES:
-        return DetectorSystem(name, precision=precision)
     if name == "majority":
         return baselines.MajorityBaseline.fit(data_dir, train_split)
     if name == "tfidf":
         return baselines.TfidfBaseline.fit(data_dir, train_split)
-    if not Path(name).is_dir():
-        raise PersuasionError(f"--system {name!r}: not {', '.join(SHIPPED_NAMES)}, {' or '.join(BASELINES)}, "
-                              "or a checkpoint folder")
     return DetectorSystem(name, precision=precision)

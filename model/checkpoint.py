@@ -67,23 +67,20 @@ class DetectorSettings:
         return values
 
 
-def shipped_model(name: str) -> Path:
-    """The folder of a shipped model; the default is the fast model until a larger one wins on validation."""
-    if name == "default" and name not in shipped_folders():
-        return SHIPPED_DIR / "fast"
-    return SHIPPED_DIR / name
-
-
 def shipped_folders() -> dict[str, Path]:
-    """The shipped models that have a folder of their own, by name: the default only once it is not the fast one."""
+    """The shipped models inside the package, by name."""
     return {name: SHIPPED_DIR / name for name in SHIPPED_NAMES if (SHIPPED_DIR / name / SETTINGS_FILE).is_file()}
 
 
-def resolve(model: str | Path | None) -> Path:
-    """A shipped model's name (None: the default) or a checkpoint folder."""
-    if model is None or str(model) in SHIPPED_NAMES:
-        return shipped_model(str(model or "default"))
-    return Path(model)
+def resolve_model(model: str | Path | None) -> Path:
+    """The checkpoint folder a model stands for: a shipped model's name (None: the default) or a folder.
+    Every command and integration resolves models here, so a wrong name gets this one error."""
+    name = str(model or "default")
+    directory = SHIPPED_DIR / name if name in SHIPPED_NAMES else Path(name)
+    if not (directory / SETTINGS_FILE).is_file():
+        raise CheckpointError(f"model {name!r}: not a persuasion checkpoint (no {SETTINGS_FILE} in {directory}); "
+                              f"give {' or '.join(SHIPPED_NAMES)}, or a folder `persuasion train` wrote")
+    return directory
 
 
 def write_settings(directory: str | Path, settings: DetectorSettings, decoding: Decoding) -> None:

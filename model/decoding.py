@@ -1,12 +1,13 @@
-"""The second inference stage: a document's scores and a `Decoding` in, technique spans out.
+"""The last inference stage: a document's scores and a `Decoding` in, technique spans out.
 
-`Detector.score` runs the network once; everything here is arithmetic on what it returned, so
-tuning can try thousands of decodings on one scoring (`dataclasses.replace(decoding, ...)`).
+The network's stages (model/scoring.py) return arrays: each window's span tagger outputs, and the technique
+head's logits of the spans classified so far. Everything here is numpy on those arrays, so tuning can try
+thousands of decodings on one scoring (`dataclasses.replace(decoding, ...)`); a span decoding finds must
+have been classified (`Detector.classify_candidates`).
 """
 
 from __future__ import annotations
 
-import bisect
 import re
 from array import array
 from collections.abc import Iterable, Mapping, Sequence
@@ -14,7 +15,6 @@ from dataclasses import asdict, dataclass, field, replace
 from functools import cached_property
 
 import numpy as np
-import torch
 
 from persuasion.errors import reject_unknown_keys
 from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
@@ -77,24 +77,21 @@ def calibrate(knots: Sequence[tuple[float, float]], raw: Sequence[float]) -> lis
 
 @dataclass
 class WindowScores:
-    """What one window of the network saw: its token range and what span classification needs."""
+    """What the network returned for one window: its token range, its span tagger's outputs, and the encoder's
+    states, which only the network's span stage reads (model/scoring.py)."""
 
     token_start: int  # first document token in the window
     token_end: int  # one past the last
-    tag_log_probabilities: torch.Tensor  # (tokens, 3): log p(O/B/I) of its content tokens
-    hidden: torch.Tensor  # (framing + tokens, hidden): the encoder's states, framing tokens included
+    tag_log_probabilities: np.ndarray  # (tokens, 3) float32: log p(O/B/I) of its content tokens
+    states: np.ndarray  # (framing + tokens, hidden) float32: the encoder's states, framing tokens included
     p_technique: np.ndarray | None = None  # (tokens,): the technique tagger's p(some technique covers it)
 
 
-class SpanClassifier:
-    """The network's technique head over the hidden states of a document's windows."""
-
-    def __init__(self, network, device: str):
-        self.network, self.device = network, device
-
-    @torch.inference_mode()
-    def logits(self, hidden: torch.Tensor, span_rows: torch.Tensor, bounds: torch.Tensor) -> torch.Tensor:
-        return self.network.technique_logits(hidden, span_rows, bounds).float()
+def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
+    """softmax(logits / temperature) over the last axis, in the logits' precision."""
+    scaled = logits / np.asarray(temperature, dtype=logits.dtype)
+    exponentials = np.exp(scaled - scaled.max(axis=-1, keepdims=True))
+    return exponentials / exponentials.sum(axis=-1, keepdims=True)
 
 
 class WordCounts:
@@ -135,8 +132,8 @@ class WordCounts:
 
 @dataclass
 class DocumentScores:
-    """The network's output for one document: per-token span scores, and the windows' states for
-    classifying any span of it. Decoding reads it and never changes it.
+    """The network's output for one document: its windows' span tagger outputs and states, and the technique
+    head's logits of the spans classified so far. Decoding reads it and never changes it.
 
     It may also stand for a stretch of a long document (model/streaming.py): then `document` holds that
     stretch's tokens, window token indices count from its first token (a window may start before it or end
@@ -147,10 +144,11 @@ class DocumentScores:
     document: TokenizedDocument
     techniques: list[str]
     windows: list[WindowScores]
-    classifier: SpanClassifier
-    content_offset: int  # position of a window's first content token in its hidden states
+    # (start, end) -> the technique head's logits for that span (None: it has no token to classify); filled by
+    # the network's span stage (Detector.classify_candidates), a cache: a span is classified once
+    span_logits: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict, repr=False)
     words: WordCounts | None = None  # of the whole text; made on first use
-    _probabilities: dict = field(default_factory=dict, repr=False)  # span temperature -> (p_inside, p_begin)
+    _probabilities: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # temperature -> (p_inside, p_begin)
 
     def _window_means(self, rows, width: int | None = None) -> np.ndarray:
         """Per token, the mean over the windows that see it of rows(window), which has a row per window token
@@ -168,8 +166,7 @@ class DocumentScores:
     def span_probabilities(self, temperature: float) -> tuple[np.ndarray, np.ndarray]:
         """(p(token inside a span), p(token begins one)), averaged over the windows that see each token."""
         if temperature not in self._probabilities:
-            mean = self._window_means(lambda window: (window.tag_log_probabilities / temperature).softmax(-1).numpy(),
-                                      width=3)
+            mean = self._window_means(lambda window: softmax(window.tag_log_probabilities, temperature), width=3)
             self._probabilities[temperature] = (mean[:, BEGIN] + mean[:, INSIDE], mean[:, BEGIN])
         return self._probabilities[temperature]
 
@@ -296,48 +293,19 @@ def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]]
                             decoding.repetition_boost)
 
 
-def head_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], temperature: float, chunk: int = 256
+def head_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], temperature: float
                        ) -> tuple[np.ndarray, list[int]]:
-    """(the technique head's p(technique) for each (start, end), read from the window that sees the span best;
-    the rows of the spans it classified, the others being uniform)."""
-    techniques = scores.techniques
-    probabilities = np.full((len(spans), len(techniques)), 1.0 / len(techniques))
-    windows = scores.windows
-    window_ends = [window.token_end for window in windows]  # increasing, as windows are planned in order
-    chosen: dict[int, int] = {}  # window index in the document -> row in the stacked hidden states
-    known, span_rows, bounds = [], [], []
-    for index, (start, end) in enumerate(spans):
-        tokens = scores.document.tokens_overlapping(start, end)
-        if tokens is None or not windows:  # a span of only whitespace or unknown characters
-            continue
-        # Only windows that overlap the span compete; they are contiguous in planning order.
-        first_candidate = bisect.bisect_right(window_ends, tokens[0])
-        best = first_candidate
-        for candidate in range(first_candidate, len(windows)):
-            if windows[candidate].token_start > tokens[1]:
-                break
-            if _centrality(windows[candidate], tokens) > _centrality(windows[best], tokens):
-                best = candidate
-        window = windows[best]
-        known.append(index)
-        span_rows.append(chosen.setdefault(best, len(chosen)))
-        offset = scores.content_offset - window.token_start
-        bounds.append((max(tokens[0], window.token_start) + offset, min(tokens[1], window.token_end - 1) + offset))
-    if not known:
-        return probabilities, known
-    stacked_windows = [windows[i].hidden for i in chosen]  # dicts keep insertion order = row order
-    width = max(hidden.shape[0] for hidden in stacked_windows)
-    device = scores.classifier.device
-    hidden = torch.zeros((len(stacked_windows), width, stacked_windows[0].shape[1]), device=device)
-    for row, window_hidden in enumerate(stacked_windows):
-        hidden[row, : window_hidden.shape[0]] = window_hidden
-    span_rows_tensor = torch.tensor(span_rows, dtype=torch.long, device=device)
-    bounds_tensor = torch.tensor(bounds, dtype=torch.long, device=device)
-    for first in range(0, len(known), chunk):  # chunks bound the per-span copies of window states
-        logits = scores.classifier.logits(hidden, span_rows_tensor[first: first + chunk],
-                                          bounds_tensor[first: first + chunk])
-        rows = (logits / temperature).softmax(-1).cpu().numpy()
-        probabilities[known[first: first + chunk]] = rows
+    """(the technique head's p(technique) for each (start, end); the rows of the spans it classified, the others
+    (no token to classify) being uniform)."""
+    probabilities = np.full((len(spans), len(scores.techniques)), 1.0 / len(scores.techniques))
+    missing = [span for span in spans if span not in scores.span_logits]
+    if missing:
+        raise ValueError(f"span {missing[0]} was never classified: pass the decoding or the span to "
+                         "Detector.classify_candidates(scores, ...) before decoding")
+    known = [row for row, span in enumerate(spans) if scores.span_logits[span] is not None]
+    if known:
+        logits = np.stack([scores.span_logits[spans[row]] for row in known])
+        probabilities[known] = softmax(logits, temperature)
     return probabilities, known
 
 
@@ -426,13 +394,6 @@ def calibrated_sentences(bounds: Iterable[tuple[int, int]], peaks: list[float], 
                          ) -> list[SentenceScore]:
     calibrated = calibrate(decoding.sentence_calibration, [min(peak, 1.0) for peak in peaks])
     return [SentenceScore(start, end, score) for (start, end), score in zip(bounds, calibrated)]
-
-
-def _centrality(window: WindowScores, tokens: tuple[int, int]) -> tuple[int, int]:
-    """Prefer the window that holds the whole span with the most context on its nearer side."""
-    covered = min(tokens[1] + 1, window.token_end) - max(tokens[0], window.token_start)
-    margin = min(tokens[0] - window.token_start, window.token_end - 1 - tokens[1])
-    return covered, margin
 
 
 def _words(text: str):

@@ -1,14 +1,15 @@
 """The detector: text in, technique spans with exact character offsets and calibrated scores out.
 
-Inference is two public stages: `detector.score(texts)` runs the network (`DocumentScores`), and
-`decode(scores, decoding)` turns scores into spans. `detect` is the two in a row under the
-checkpoint's tuned decoding.
+Inference is two public stages: `detector.score(texts)` runs the network (`DocumentScores`: arrays), and
+`decode(scores, decoding)` turns scores into spans with numpy alone. `detect` is the two in a row under the
+checkpoint's tuned decoding. Spans found under another decoding are classified by the network's second
+stage first: `detector.classify_candidates(scores, [decoding])`.
 """
 
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import replace
 from numbers import Integral
 from pathlib import Path
@@ -17,14 +18,14 @@ import torch
 
 from persuasion.errors import PersuasionError
 from persuasion.limits import too_long
-from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve, save_weights,
+from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve_model, save_weights,
                                          write_settings)
-from persuasion.model.decoding import (Decoding, DocumentScores, SpanClassifier, WindowScores, decode, ranked,
-                                       technique_probabilities)
+from persuasion.model.decoding import Decoding, DocumentScores, decode, decode_spans, ranked, technique_probabilities
 from persuasion.model.network import PersuasionNetwork
 from persuasion.model.precision import apply_precision, choose_precision, native_bf16
+from persuasion.model.scoring import classify_spans, scored_windows
 from persuasion.model.streaming import STREAMED_CHARACTERS, Progress, detect_in_stretches
-from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
+from persuasion.model.windows import WindowFraming, plan_windows, tokenize_document
 from persuasion.result import DetectionResult
 
 
@@ -50,7 +51,7 @@ class Detector:
         precision: "auto" (bf16 where the hardware computes it natively, else fp32), "fp32", "bf16" or
         "int8" (CPU only); `detector.precision` says which was chosen.
         """
-        directory = resolve(model)
+        directory = resolve_model(model)
         device = device or ("cuda" if torch.cuda.is_available() and precision != "int8" else "cpu")
         chosen = choose_precision(precision, device, native_bf16(device))
         _, decoding = read_settings(directory)
@@ -143,48 +144,43 @@ class Detector:
                                  f"give 0 <= start < end <= {len(text)}")
         if not spans:
             return []
-        scores = self.score([text])[0]
-        return [ranked(self.techniques, row) for row in technique_probabilities(scores, list(spans), self.decoding)]
+        spans = [(int(start), int(end)) for start, end in spans]
+        scores = self.classify_candidates(self.score_windows([text])[0], spans=spans)
+        return [ranked(self.techniques, row) for row in technique_probabilities(scores, spans, self.decoding)]
 
     # Scoring
 
-    @torch.inference_mode()
     def score(self, texts: list[str], batch_size: int = 32) -> list[DocumentScores]:
-        """The network's probabilities for each text, windows of all texts sharing forward passes.
+        """The network's outputs for each text: its windows' (`score_windows`), and the technique logits of the
+        spans the detector's decoding finds, so that `decode(scores, detector.decoding)` needs nothing more."""
+        return [self.classify_candidates(scores, [self.decoding]) for scores in self.score_windows(texts, batch_size)]
 
-        Every window's hidden states are kept, so that decoding can classify any span: memory grows with the
-        texts (tuning and the benchmark score articles; `detect` streams long texts instead)."""
+    def score_windows(self, texts: list[str], batch_size: int = 32) -> list[DocumentScores]:
+        """The network's first stage for each text: every window's span tagger outputs and encoder states,
+        windows of all texts sharing forward passes; no span classified yet.
+
+        Every window's states are kept, so that any span can be classified later: memory grows with the texts
+        (tuning and the benchmark score articles; `detect` streams long texts instead)."""
         for text in texts:
             check_text(text)
         content = self.settings.window_tokens - self.framing.extra_tokens
         documents = [tokenize_document(self.tokenizer, text) for text in texts]
-        jobs = []  # (document index, token start, token end)
-        for index, document in enumerate(documents):
-            for start, end in plan_windows(len(document.token_ids), content, self.settings.window_stride):
-                jobs.append((index, start, end))
-        windows: list[list[WindowScores]] = [[] for _ in documents]
-        for batch_start in range(0, len(jobs), batch_size):
-            batch = jobs[batch_start: batch_start + batch_size]
-            scored = self.score_windows([documents[i].token_ids[s:e] for i, s, e in batch])
-            for (index, start, end), window in zip(batch, scored):
-                windows[index].append(WindowScores(start, end, *window))
-        classifier = SpanClassifier(self.network, self.device)
-        return [DocumentScores(texts[index], document, self.techniques, windows[index], classifier, self.framing.offset)
-                for index, document in enumerate(documents)]
+        planned = ((index, start, end, document.token_ids[start:end]) for index, document in enumerate(documents)
+                   for start, end in plan_windows(len(document.token_ids), content, self.settings.window_stride))
+        windows = [[] for _ in documents]
+        for batch in scored_windows(self.network, self.framing, planned, batch_size, self.device):
+            for index, window in batch:
+                windows[index].append(window)
+        return [DocumentScores(text, document, self.techniques, document_windows)
+                for text, document, document_windows in zip(texts, documents, windows)]
 
-    @torch.inference_mode()
-    def score_windows(self, token_ids_per_window: list[list[int]]) -> list[tuple]:
-        """One forward pass over windows of content tokens: for each, (log p(O/B/I) of its content tokens,
-        its hidden states with the framing tokens, the technique tagger's p(some technique) or None)."""
-        input_ids, attention_mask = batch_windows(token_ids_per_window, self.framing)
-        hidden = self.network.encode(input_ids.to(self.device), attention_mask.to(self.device))
-        log_probabilities = self.network.tag_log_probabilities(hidden).cpu()
-        tagger = self.settings.technique_tagger
-        p_any = self.network.p_any_technique(hidden).cpu().numpy() if tagger else None
-        offset, framing_tokens = self.framing.offset, self.framing.extra_tokens
-        return [(log_probabilities[row, offset: offset + len(ids)], hidden[row, : len(ids) + framing_tokens].float(),
-                 p_any[row, offset: offset + len(ids)] if tagger else None)
-                for row, ids in enumerate(token_ids_per_window)]
+    def classify_candidates(self, scores: DocumentScores, decodings: Iterable[Decoding] = (),
+                            spans: Sequence[tuple[int, int]] = ()) -> DocumentScores:
+        """The network's second stage: the technique logits of every span each decoding finds and of the given
+        spans, added to `scores` (those already classified are not classified again); returns `scores`."""
+        candidates = [(start, end) for decoding in decodings for start, end, _ in decode_spans(scores, decoding)]
+        classify_spans(self.network, self.framing, scores, [*candidates, *spans], self.device)
+        return scores
 
 
 def check_text(text) -> None:

@@ -1,13 +1,14 @@
 """Long documents in memory that does not grow with them: what `Detector.detect` does with a long text.
 
 `Detector.score` keeps every window's hidden states until the spans are classified (about 200 KB a window
-for MiniLM: 4.2 GB for a document of 4.9 M characters). Here the text is tokenized a piece at a time, the windows run in
-order, a batch at a time, and after each batch the tokens no later window sees are decoded, up to the last
-place where the document can be cut without changing a span (`last_safe_cut`: enough tokens below the
-threshold that no run joins across it, and not inside a word). The stretch between two cuts is decoded as a
-document of its own (a `DocumentScores` of its tokens and of the windows that overlap it, so each span is
-classified in the window `score` would choose); a sentence across a cut takes the highest score of both
-sides. Then the stretch's windows and tokens are freed, and the freed heap handed back to the system. What
+for MiniLM: 4.2 GB for a document of 4.9 M characters). Here the text is tokenized a piece at a time and its
+windows go through the same window scorer as `score`'s (`scored_windows`), a batch at a time; after each
+batch the tokens no later window sees are decoded, up to the last place where the document can be cut
+without changing a span (`last_safe_cut`: enough tokens below the threshold that no run joins across it, and
+not inside a word). The stretch between two cuts is a document of its own (a `DocumentScores` of its tokens
+and of the windows that overlap it, so each span is classified in the window `score` would choose), scored
+and decoded as `detect` does a short text; a sentence across a cut takes the highest score of both sides.
+Then the stretch's windows and tokens are freed, and the freed heap handed back to the system. What
 stays is the text, the spans and sentence scores found so far and one word id per word (Repetition counts
 words over the whole text): for MiniLM, about 16 MB more at 5 M characters than at 0.5 M.
 
@@ -24,8 +25,9 @@ from collections.abc import Callable, Iterator
 from dataclasses import replace
 from functools import cache
 
-from persuasion.model.decoding import (DocumentScores, SpanClassifier, WindowScores, WordCounts,
-                                       calibrated_sentences, last_safe_cut, sentence_peak, technique_spans)
+from persuasion.model.decoding import (DocumentScores, WindowScores, WordCounts, calibrated_sentences, last_safe_cut,
+                                       sentence_peak, technique_spans)
+from persuasion.model.scoring import scored_windows
 from persuasion.model.windows import TokenizedDocument, iter_sentence_bounds, tokenize_in_pieces
 from persuasion.result import DetectionResult, Span
 
@@ -81,6 +83,13 @@ class TokenBuffer:
         return TokenizedDocument(self.ids[start - self.first: end - self.first],
                                  self.offsets[start - self.first: end - self.first])
 
+    def ids_between(self, start: int, end: int) -> list[int]:
+        return self.ids[start - self.first: end - self.first]
+
+    def character_of(self, token: int) -> int | None:
+        """Where token `token` starts in the text; None past the last token."""
+        return self.offsets[token - self.first][0] if token < self.end else None
+
     def forget_before(self, token: int) -> None:
         del self.ids[: token - self.first], self.offsets[: token - self.first]
         self.first = token
@@ -128,8 +137,8 @@ def detect_in_stretches(detector, text: str, batch_size: int = 32, progress: Pro
                         ) -> DetectionResult:
     decoding, settings = detector.decoding, detector.settings
     tokens = TokenBuffer(tokenize_in_pieces(detector.tokenizer, text, PIECE_CHARACTERS))
-    windows = planned_windows(tokens, settings.window_tokens - detector.framing.extra_tokens, settings.window_stride)
-    classifier = SpanClassifier(detector.network, detector.device)
+    planned = ((None, start, end, tokens.ids_between(start, end)) for start, end in
+               planned_windows(tokens, settings.window_tokens - detector.framing.extra_tokens, settings.window_stride))
     words = WordCounts(text)
     held: list[WindowScores] = []  # the windows run that overlap tokens not yet decoded
     spans: list[Span] = []
@@ -139,34 +148,32 @@ def detect_in_stretches(detector, text: str, batch_size: int = 32, progress: Pro
     def stretch(start: int, end: int) -> DocumentScores:
         overlapping = [replace(window, token_start=window.token_start - start, token_end=window.token_end - start)
                        for window in held if window.token_end > start and window.token_start < end]
-        return DocumentScores(text, tokens.document(start, end), detector.techniques, overlapping, classifier,
-                              detector.framing.offset, words=words)
+        return DocumentScores(text, tokens.document(start, end), detector.techniques, overlapping, words=words)
 
-    upcoming = next(windows, None)
-    while upcoming is not None:
-        batch = []
-        while upcoming is not None and len(batch) < batch_size:  # the batches `score` would run
-            batch.append(upcoming)
-            upcoming = next(windows, None)
-        scored = detector.score_windows([tokens.ids[start - tokens.first: end - tokens.first] for start, end in batch])
-        held.extend(WindowScores(start, end, *window) for (start, end), window in zip(batch, scored))
-        final = upcoming[0] if upcoming is not None else tokens.end  # no window still to run sees tokens before this
+    def decode_before(final: int, last: bool) -> None:
+        """Decode up to the last safe cut before token `final` (to `final` itself when it is the text's end)."""
+        nonlocal decoded, held
         probe = stretch(decoded, final)
-        cut = len(probe.document.token_ids) if upcoming is None else last_safe_cut(probe, decoding)
+        cut = final - decoded if last else last_safe_cut(probe, decoding)
         if cut is None and final - decoded > MAX_STRETCH_TOKENS:
             cut = final - decoded
         if not cut:
-            continue
+            return
         part = probe if cut == final - decoded else stretch(decoded, decoded + cut)
         decoded += cut
-        cut_character = tokens.offsets[decoded - tokens.first][0] if decoded < tokens.end else None
-        spans.extend(technique_spans(part, decoding))
+        cut_character = tokens.character_of(decoded)
+        spans.extend(technique_spans(detector.classify_candidates(part, [decoding]), decoding))
         sentences.add(part, decoding.span_temperature, cut_character)
         held = [window for window in held if window.token_end > decoded]
         tokens.forget_before(decoded)
         release_freed_memory()
         if progress is not None and cut_character is not None:
             progress(cut_character, len(text))
+
+    for batch in scored_windows(detector.network, detector.framing, planned, batch_size, detector.device):
+        held.extend(window for _, window in batch)
+        decode_before(batch[-1][1].token_start, last=False)  # windows start in order: later ones start after it
+    decode_before(tokens.end, last=True)
     sentences.add(stretch(decoded, decoded), decoding.span_temperature, None)  # sentences with no token
     if progress is not None:
         progress(len(text), len(text))

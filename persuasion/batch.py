@@ -397,10 +397,6 @@ def launcher_device() -> str | None:
 def load_detector(model: str | None, device: str | None, precision: str):
     from persuasion.model.detector import Detector  # torch loads slowly: not for input errors or --help
 
-    from persuasion.model.checkpoint import SHIPPED_NAMES
-
-    if model is not None and model not in SHIPPED_NAMES and not Path(model).is_dir():
-        raise PersuasionError(f"--model {model}: not {' or '.join(SHIPPED_NAMES)} nor a checkpoint directory")
     return Detector.load(model, device=device, precision=precision)
 
 

@@ -12,18 +12,12 @@ from __future__ import annotations
 from functools import lru_cache
 from pathlib import Path
 
-from persuasion.errors import PersuasionError
-
 
 def model_directory(model: str | Path) -> Path:
-    """The checkpoint folder a model name or path stands for."""
-    from persuasion.model.checkpoint import SETTINGS_FILE, SHIPPED_NAMES, resolve
+    """The checkpoint folder a model name or path stands for (model/checkpoint.py:resolve_model), absolute."""
+    from persuasion.model.checkpoint import resolve_model
 
-    path = resolve(model)
-    if not (path / SETTINGS_FILE).is_file():
-        raise PersuasionError(f"model {str(model)!r}: not {' or '.join(map(repr, SHIPPED_NAMES))} "
-                              f"nor a checkpoint folder (no {SETTINGS_FILE} in it)")
-    return path.resolve()
+    return resolve_model(model).resolve()
 
 
 def load_model(model: str | Path, precision: str = "auto"):

@@ -18,7 +18,7 @@ from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
-from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, WindowScores, decode, decode_spans, snap_to_words
+from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, decode, decode_spans, snap_to_words
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
@@ -57,11 +57,11 @@ def assert_well_formed(result, text: str) -> None:
 def with_span_probabilities(scores: DocumentScores, p_inside, p_begin) -> DocumentScores:
     """The same document and windows, its span tagger saying p_inside and p_begin (at temperature 1)."""
     p_inside, p_begin = np.asarray(p_inside, dtype=np.float64), np.asarray(p_begin, dtype=np.float64)
-    rows = torch.tensor(np.stack([1.0 - p_inside, p_begin, p_inside - p_begin], axis=1), dtype=torch.float32)
-    logs = rows.clamp(min=1e-12).log()
+    rows = np.stack([1.0 - p_inside, p_begin, p_inside - p_begin], axis=1).astype(np.float32)
+    logs = np.log(np.maximum(rows, np.float32(1e-12)))
     windows = [replace(window, tag_log_probabilities=logs[window.token_start: window.token_end])
                for window in scores.windows]
-    return replace(scores, windows=windows, _probabilities={})
+    return replace(scores, windows=windows)
 
 
 def assert_same_results(left, right) -> None:
@@ -169,7 +169,8 @@ def test_a_span_across_window_borders_comes_back_whole(tiny_detector, long_artic
     p_inside, p_begin = np.zeros(len(scores.document.token_ids)), np.zeros(len(scores.document.token_ids))
     p_inside[first: last + 1] = 0.9
     p_begin[first] = 0.9
-    result = decode(with_span_probabilities(scores, p_inside, p_begin), detector.decoding)
+    spanning = detector.classify_candidates(with_span_probabilities(scores, p_inside, p_begin), [detector.decoding])
+    result = decode(spanning, detector.decoding)
     assert {(span.start, span.end) for span in result.spans} == {
         snap_to_words(long_article, scores.document.offsets[first][0], scores.document.offsets[last][1])}
     assert_well_formed(result, long_article)
@@ -179,7 +180,7 @@ def test_decoding_is_pure_and_detect_is_decode_of_score(tiny_detector, long_arti
     text = long_article[:4000]
     scores = tiny_detector.score([text])[0]
     stricter = replace(tiny_detector.decoding, span_threshold=tiny_detector.decoding.span_threshold + 0.05)
-    first = decode(scores, stricter)
+    first = decode(tiny_detector.classify_candidates(scores, [stricter]), stricter)
     assert decode(scores, tiny_detector.decoding) == tiny_detector.detect(text)
     assert decode(scores, stricter) == first  # the first decode left the scores as they were
     assert first.spans != tiny_detector.detect(text).spans  # the decoding given is the one used
@@ -313,7 +314,8 @@ def test_bf16_gives_the_spans_of_fp32_up_to_its_tolerance(tiny_checkpoint, long_
     widest = int(np.argmax(np.diff(ordered)))
     assert ordered[widest + 1] - ordered[widest] > 2 * BF16_PROBABILITY_TOLERANCE
     decoding = replace(fp32.decoding, span_threshold=float(ordered[widest] + ordered[widest + 1]) / 2)
-    fp32_spans, bf16_spans = decode(fp32_scores, decoding).spans, decode(bf16_scores, decoding).spans
+    fp32_spans = decode(fp32.classify_candidates(fp32_scores, [decoding]), decoding).spans
+    bf16_spans = decode(bf16.classify_candidates(bf16_scores, [decoding]), decoding).spans
     assert fp32_spans and [(s.start, s.end) for s in bf16_spans] == [(s.start, s.end) for s in fp32_spans]
     assert np.mean([x.technique == y.technique for x, y in zip(fp32_spans, bf16_spans)]) >= 0.95
 
@@ -549,7 +551,7 @@ def test_a_streamed_document_gets_the_spans_of_score_then_decode(tiny_detector, 
     done = []
     streamed = detector.detect_streamed(text, batch_size, progress=lambda characters, total: done.append(characters))
     assert len(done) > 5 and done == sorted(done) and done[-1] == len(text)  # decoded stretch by stretch
-    assert_same_results(decode(scores, decoding), streamed)
+    assert_same_results(decode(detector.classify_candidates(scores, [decoding]), decoding), streamed)
     assert len(streamed.spans) > 50
     assert_well_formed(streamed, text)
 
@@ -565,3 +567,24 @@ def test_detect_streams_a_text_over_the_streamed_length(tiny_detector):
     assert done and done[-1] == (len(text), len(text))  # only a streamed document reports progress
     assert [result.text for result in results] == ["Short one.", text, "Another."]
     assert_same_results(decode(tiny_detector.score([text])[0], tiny_detector.decoding), results[1])
+
+
+# Naming a model
+
+
+def test_every_way_to_name_a_model_resolves_it_alike_with_one_error(tmp_path):
+    from persuasion import Detector
+    from persuasion.batch import load_detector
+    from persuasion.eval.systems import load_system
+    from persuasion.model.checkpoint import SHIPPED_DIR, resolve_model
+    from persuasion.named_models import model_directory
+
+    assert resolve_model(None) == resolve_model("default") == SHIPPED_DIR / "default"  # never silently the fast one
+    assert resolve_model("fast") == SHIPPED_DIR / "fast"
+    messages = set()
+    for load in (resolve_model, model_directory, Detector.load, lambda model: load_detector(model, "cpu", "fp32"),
+                 lambda model: load_system(model, tmp_path)):
+        with pytest.raises(PersuasionError, match="not a persuasion checkpoint") as error:
+            load(str(tmp_path / "nowhere"))
+        messages.add(str(error.value))
+    assert len(messages) == 1 and "\n" not in messages.pop()

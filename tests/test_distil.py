@@ -61,8 +61,6 @@ def counting_teacher(monkeypatch) -> list:
 
 def taught_articles(corpus: Path, teacher_dir: Path, tmp_path: Path):
     """The tiny corpus encoded for the student, with the teacher's targets attached."""
-    from transformers import AutoTokenizer
-
     from persuasion.corpus import read_ptc_articles
     from persuasion.train.distil import attach_teacher_targets
     from persuasion.train.features import encode_article
@@ -243,7 +241,7 @@ def test_a_group_of_texts_added_to_a_run_is_scored_alone_and_the_others_come_fro
 
 def test_a_shipped_model_teaches_by_its_name(corpus, tmp_path):
     from persuasion.corpus import read_ptc_articles
-    from persuasion.model.checkpoint import network_digest, resolve
+    from persuasion.model.checkpoint import network_digest, resolve_model
     from persuasion.train.distil import teacher_outputs
     from persuasion.train.loop import check_recipe
     from persuasion.train.recipe import Recipe
@@ -252,7 +250,7 @@ def test_a_shipped_model_teaches_by_its_name(corpus, tmp_path):
     check_recipe(recipe)  # from any folder, not only the repository's root
     articles = read_ptc_articles(corpus, "train")[:2]
     outputs, report = teacher_outputs(recipe, articles, list(TECHNIQUES))
-    assert report["checkpoint"] == "default" and report["digest"] == network_digest(resolve("default"))
+    assert report["checkpoint"] == "default" and report["digest"] == network_digest(resolve_model("default"))
     assert [len(o.token_offsets) > 0 for o in outputs] == [True, True]
 
 

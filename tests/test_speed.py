@@ -10,7 +10,6 @@ import random
 
 import pytest
 
-from conftest import build_tiny_checkpoint
 from persuasion.cli import main
 
 WORDS = "they will destroy our great nation and every patriot must stand up now against the lies".split()

@@ -104,7 +104,8 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
     average of log-probabilities is not. Each gold fragment is classified in the window that holds it
     with the most context (clipped at the window's end where it is longer than a window).
     """
-    from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
+    from persuasion.model.scoring import scored_windows
+    from persuasion.model.windows import WindowFraming, plan_windows, tokenize_document
 
     framing = WindowFraming.of(tokenizer)
     content = settings.window_tokens - framing.extra_tokens
@@ -138,31 +139,27 @@ def score_texts(network, tokenizer, settings, articles: list[Article], device: s
     span_found = [torch.zeros(len(f), dtype=torch.bool) for f in fragments]
     offset = framing.offset
     reported = 0
-    for batch_start in range(0, len(jobs), TEACHER_BATCH):
-        batch = jobs[batch_start: batch_start + TEACHER_BATCH]
-        input_ids, attention_mask = batch_windows([documents[i].token_ids[s:e] for i, s, e in batch], framing)
-        hidden = network.encode(input_ids.to(device), attention_mask.to(device))
-        tag_log_probabilities = network.tag_log_probabilities(hidden).float().cpu()
-        technique_logits = network.token_technique_logits(hidden).float().cpu() if tagger else None
-        rows, bounds, targets = [], [], []
-        for row, (index, start, end) in enumerate(batch):
+    planned = ((job, start, end, documents[index].token_ids[start:end]) for job, (index, start, end) in enumerate(jobs))
+    for batch_start, batch in zip(range(0, len(jobs), TEACHER_BATCH),
+                                  scored_windows(network, framing, planned, TEACHER_BATCH, device)):
+        for job, window in batch:
+            index, start, end = jobs[job]
             margin = context_margins(start, end, len(documents[index].token_ids))
             better = margin > best[index][start:end]
             best[index][start:end] = torch.where(better, margin, best[index][start:end])
-            window = slice(offset, offset + end - start)
-            tags[index][start:end][better] = tag_log_probabilities[row, window][better]
+            tags[index][start:end][better] = torch.from_numpy(window.tag_log_probabilities)[better]
+            states = torch.from_numpy(window.states).to(device)[None]
             if tagger:
-                token_techniques[index][start:end][better] = technique_logits[row, window][better]
-            for fragment, first, last in spans_of_job.get(batch_start + row, []):
-                rows.append(row)
-                bounds.append([first - start + offset, last - start + offset])
-                targets.append((index, fragment))
-        if rows:
-            logits = network.technique_logits(hidden, torch.tensor(rows, device=device),
-                                              torch.tensor(bounds, device=device))
-            for (index, fragment), row in zip(targets, logits.float().log_softmax(-1).cpu()):
-                span_log_probabilities[index][fragment] = row
-                span_found[index][fragment] = True
+                logits = network.token_technique_logits(states[0, offset: offset + end - start]).float().cpu()
+                token_techniques[index][start:end][better] = logits[better]
+            fragments_here = spans_of_job.get(job, [])
+            if fragments_here:
+                bounds = [[first - start + offset, last - start + offset] for _, first, last in fragments_here]
+                logits = network.technique_logits(states, torch.zeros(len(bounds), dtype=torch.long, device=device),
+                                                  torch.tensor(bounds, device=device))
+                for (fragment, _, _), row in zip(fragments_here, logits.float().log_softmax(-1).cpu()):
+                    span_log_probabilities[index][fragment] = row
+                    span_found[index][fragment] = True
         done = batch_start + len(batch)
         if done - reported >= max(1, len(jobs) // 10) or done == len(jobs):
             log.info(f"teacher: {done}/{len(jobs)} windows scored")
@@ -257,9 +254,9 @@ def load_outputs(path: Path) -> list[TextOutputs]:
 def teacher_outputs(recipe: Recipe, articles: list[Article], techniques: list[str]) -> tuple[list[TextOutputs], dict]:
     """The teacher's outputs for the texts, from the cache where it matches, else scored and cached:
     (outputs, a report of which teacher, which cache and how long scoring took)."""
-    from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve
+    from persuasion.model.checkpoint import load_network, network_digest, read_settings, resolve_model
 
-    teacher = resolve(recipe.teacher)
+    teacher = resolve_model(recipe.teacher)
     settings, _ = read_settings(teacher)
     if list(settings.techniques) != list(techniques):
         raise PersuasionError(f"teacher {teacher}: classifies other techniques than the student; give a "

@@ -16,7 +16,7 @@ from pathlib import Path
 
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import (METRICS_FILE, SETTINGS_FILE, SHIPPED_DIR, SHIPPED_NAMES, checkpoint_files,
-                                         held_out_ids, read_validation_report, resolve, validation_selection)
+                                         held_out_ids, read_validation_report, validation_selection)
 
 # A smaller gain is a tie: one of the validation split's ~660 gold fragments classified differently
 # already moves TC micro-F1 by ~0.0015, so 0.005 is about three fragments' worth. The default model must
@@ -40,8 +40,8 @@ def run(args) -> int:
 
     source = Path(args.checkpoint)
     target = Path(args.target) if args.target else SHIPPED_DIR / args.name
-    if not args.force:  # against what users load under that name now (the default may still be the fast model)
-        check_gain(source, target if args.target else resolve(args.name), MIN_GAIN[args.name])
+    if not args.force:  # against what users load under that name now
+        check_gain(source, target, MIN_GAIN[args.name])
     export(source, target)
     metrics = run_benchmark(args.data, args.split, target / "benchmark", system_name=str(target))
     shutil.copy(target / "benchmark" / METRICS_FILE, target / METRICS_FILE)

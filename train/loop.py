@@ -124,8 +124,8 @@ def check_recipe(recipe: Recipe) -> None:
         raise PersuasionError("distil_mix > 0 needs a teacher: persuasion distil --teacher CHECKPOINT, "
                               "or set the recipe's teacher")
     if recipe.distil_mix > 0:
-        from persuasion.model.checkpoint import read_settings, resolve
+        from persuasion.model.checkpoint import read_settings, resolve_model
 
-        read_settings(resolve(recipe.teacher))  # a teacher that is no checkpoint stops the run now, not after the data
+        read_settings(resolve_model(recipe.teacher))  # a teacher that is no checkpoint stops the run now, not after the data
     if recipe.distil_memes and not (recipe.meme_dir and recipe.distil_mix > 0):
         raise PersuasionError("distil_memes needs meme_dir (the meme folder) and distil_mix > 0")

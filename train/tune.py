@@ -4,8 +4,10 @@
 trained checkpoint again, on the validation articles its run held out, after decoding gained a
 choice; it rewrites the checkpoint's persuasion.json and validation report, never its weights.
 
-Every search scores the validation articles once per stride (`Detector.score`) and tries
-`Decoding` values on those scores (`dataclasses.replace`); nothing changes a live detector.
+Every search scores the validation articles once per stride (`score_articles`: their windows, and the
+technique logits of their gold spans) and tries `Decoding` values on those scores (`dataclasses.replace`);
+the span search needs no technique logits, so the network classifies only the spans of the decoding it
+chooses (`Detector.classify_candidates`). Nothing changes a live detector.
 """
 
 from __future__ import annotations
@@ -51,13 +53,20 @@ def validation_scores(detector, articles: list[Article]) -> dict:
     The technique tagger's mix and the span gap are fitted once, by the tuning that ends training:
     searching them at every epoch would multiply the decoding done there.
     """
-    scores = detector.score([article.text for article in articles])
+    scores = score_articles(detector, articles)
     decoding, si = best_span_threshold(scores, articles, detector.decoding, margins=SPAN_EXTENSION_MARGINS)
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), technique_gold(articles))
     result = {"si_f1": si["f1"], "si_threshold": decoding.span_threshold,
               "span_extension_margin": decoding.span_extension_margin,
               "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"]}
     return result | {"selection": selection_score(result)}
+
+
+def score_articles(detector, articles: list[Article]) -> list[DocumentScores]:
+    """The network's stages over the articles: their windows, and the technique logits of their gold spans
+    (what TC on gold spans and the technique temperature read)."""
+    return [detector.classify_candidates(scores, spans=[(span.start, span.end) for span in article.spans])
+            for article, scores in zip(articles, detector.score_windows([article.text for article in articles]))]
 
 
 def best_span_threshold(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
@@ -133,11 +142,10 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding) 
 
     Returns the chosen stride and the validation scores at it.
     """
-    texts = [article.text for article in articles]
     stride = detector.settings.window_stride
     selection, scores_by_stride = {}, {}
     for trial in sorted({stride, max(1, stride * 2 // 3)}, reverse=True):
-        scores = scores_by_stride[trial] = detector.with_stride(trial).score(texts)
+        scores = scores_by_stride[trial] = score_articles(detector.with_stride(trial), articles)
         _, si, _ = best_span_decoding(scores, articles, decoding, detector.settings.technique_tagger)
         tc = tc_scores(classify_gold_spans(scores, articles, decoding), technique_gold(articles))
         selection[trial] = si["f1"] + tc["micro_f1"]
@@ -211,6 +219,8 @@ def tune_detector(detector, articles: list[Article]):
     log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "
              f"gap {decoding.span_gap_tokens} tokens, technique tagger mix {decoding.technique_tag_mix} "
              f"(validation SI F1 by mix {si_by_mix}): validation SI {si}")
+    for document in scores:  # the spans are now chosen: the repetition rule and calibration only relabel them
+        detector.classify_candidates(document, [decoding])
 
     flc_by_rule = {}
     for rule in (False, True):

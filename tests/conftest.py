@@ -116,6 +116,16 @@ def tiny_detector(tiny_checkpoint):
     return Detector.load(tiny_checkpoint, device="cpu")
 
 
+def mpnet_encoder_dir() -> Path:
+    """all-mpnet-base-v2 as `persuasion fetch-encoder` unpacked it (README's command 2 and .ci/run fetch it)."""
+    from persuasion.train.encoders import FETCH, MPNET, EncoderError, resolve_base_model
+
+    try:
+        return Path(resolve_base_model(MPNET))
+    except EncoderError:
+        missing(f"needs the {MPNET} encoder in the user cache: run `{FETCH}` (downloads it once)")
+
+
 @pytest.fixture(scope="session")
 def ptc_dir() -> Path:
     if not PTC_DIR.is_dir():

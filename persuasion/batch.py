@@ -100,7 +100,8 @@ class ResumeError(PersuasionError):
 
 
 class JsonlRecords:
-    """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error}."""
+    """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error};
+    a web page's record also has the `text` its offsets index and the `extractor` that took it out of the page."""
 
     header = ""
 
@@ -109,7 +110,9 @@ class JsonlRecords:
         if result is None:
             record["error"] = document.error
         else:
-            record.update(result.to_dict())
+            if document.extractor:
+                record["extractor"] = document.extractor
+            record.update(result.to_dict(include_text=document.extractor is not None))
         return json.dumps(record, ensure_ascii=False) + "\n"
 
     def key(self, document: Document):
@@ -202,7 +205,10 @@ class TextRecords:
         lines = [self.key(document)]
         if result is None:
             lines.append(f"  error: {printable(document.error)}")
-        elif not result.spans:
+        if result is not None and document.extractor:
+            lines.append(f"  article text: {len(result.text):,} characters extracted by {document.extractor}; "
+                         f"offsets index it")
+        if result is not None and not result.spans:
             lines.append("  no techniques found")
         for span in result.spans if result else []:
             lines.append(f"  {span.start}-{span.end}  {span.technique}  {span.score:.3f}  "

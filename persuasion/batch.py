@@ -453,6 +453,7 @@ def write_html_report(scored: Iterable[Scored], output: Path | None, title: str)
 def write_atomically(path: Path, content: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; other outputs get the umask's mode
         with open(handle, "w", encoding="utf-8", newline="") as file:
             file.write(content)
             file.flush()
@@ -461,6 +462,12 @@ def write_atomically(path: Path, content: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def progress_bar(args, sources: list[Source], shard: Shard, resumed: int):

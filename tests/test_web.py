@@ -127,6 +127,20 @@ def test_classify_rejects_spans_outside_the_text(server, spans, message):
 def test_unknown_model_is_422_naming_the_served_ones(server):
     status, answer = post_json(server, {"text": TEXT, "model": "/etc"})
     assert status == 422 and "'/etc' is not served here" in answer["error"] and "tiny" in answer["error"]
+    assert answer["detail"][0]["loc"] == ["body", "model"]  # as README promises of every 422
+
+
+def test_the_favicon_is_served(server):
+    status, headers, icon = request(server, "GET", "/favicon.ico")
+    assert status == 200 and headers["Content-Type"] == "image/svg+xml" and icon.startswith(b"<svg")
+
+
+def test_render_highlights_the_spans_it_is_given_and_checks_them(server, tiny_detector):
+    spans = tiny_detector.detect(TEXT).to_dict()["spans"][:1]
+    status, answer = post_json(server, {"text": TEXT, "spans": spans}, "/api/render")
+    assert status == 200 and answer["html"].count('<tr class="span"') == 1
+    status, answer = post_json(server, {"text": TEXT, "spans": [{**spans[0], "text": "other"}]}, "/api/render")
+    assert status == 422 and answer["detail"]
 
 
 def test_openapi_lists_both_endpoints_with_typed_models(server):

@@ -12,9 +12,9 @@ this server does not fetch, 422 for JSON that does not fit the request model (or
 article text), 413 over the size limits, 415 for a body sent as another type (no Content-Type is read
 as JSON), 502 for a URL that could not be fetched, 503 while the queue is full.
 
-Inference runs in one worker thread, so the event loop keeps answering (health checks, errors,
-queued requests) while the model works; at most `max_queue` requests wait or run at a time, and a
-long text yields to much shorter requests between its forward passes (InferenceQueue).
+Inference runs in two worker threads, one for short texts and one for long ones (InferenceQueue), so the
+event loop keeps answering (health checks, errors, queued requests) while the model works and a short
+request never waits behind a long text; at most `max_queue` requests wait or run at a time.
 """
 
 from __future__ import annotations
@@ -39,8 +39,8 @@ from persuasion.highlight import STYLESHEET, legend_html, result_html
 from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 from persuasion.model.checkpoint import SHIPPED_NAMES
 from persuasion.named_models import load_model
-from persuasion.pages import PageError, RefusedAddress, article_text, extractor_name, fetch_page, non_public_address
-from persuasion.pages import page_text
+from persuasion.pages import (PageError, RefusedAddress, article_text, extractor_name, fetch_page, non_public_address,
+                              page_text)
 from persuasion.result import DetectionResult, SentenceScore, Span
 from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 

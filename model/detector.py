@@ -9,7 +9,7 @@ stage first: `detector.classify_candidates(scores, [decoding])`.
 from __future__ import annotations
 
 import copy
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import replace
 from numbers import Integral
 from pathlib import Path
@@ -41,6 +41,8 @@ class Detector:
         self.decoding = decoding
         self.device = device
         self.precision = precision  # what the network computes in: fp32, bf16 or int8 (model/precision.py)
+        # Called before each forward pass over windows when set: a server stops a long call there by raising.
+        self.before_each_pass: Callable[[], None] | None = None
         self.techniques = list(settings.techniques)
 
     @classmethod
@@ -168,7 +170,8 @@ class Detector:
         planned = ((index, start, end, document.token_ids[start:end]) for index, document in enumerate(documents)
                    for start, end in plan_windows(len(document.token_ids), content, self.settings.window_stride))
         windows = [[] for _ in documents]
-        for batch in scored_windows(self.network, self.framing, planned, batch_size, self.device):
+        for batch in scored_windows(self.network, self.framing, planned, batch_size, self.device,
+                                    self.before_each_pass):
             for index, window in batch:
                 windows[index].append(window)
         return [DocumentScores(text, document, self.techniques, document_windows)

@@ -13,7 +13,7 @@
 from __future__ import annotations
 
 import bisect
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from typing import TypeVar
 
 import torch
@@ -27,17 +27,22 @@ SPAN_CHUNK = 256  # spans per pass of the technique head: bounds its per-span co
 
 
 def scored_windows(network: PersuasionNetwork, framing: WindowFraming,
-                   windows: Iterable[tuple[Key, int, int, list[int]]], batch_size: int, device: str
-                   ) -> Iterator[list[tuple[Key, WindowScores]]]:
+                   windows: Iterable[tuple[Key, int, int, list[int]]], batch_size: int, device: str,
+                   before_each_pass: Callable[[], None] | None = None) -> Iterator[list[tuple[Key, WindowScores]]]:
     """Windows given as (key, first token, one past the last, their content token ids), taken from `windows`
-    only as each batch fills and scored batch_size to a forward pass: each batch as (key, scores) in order."""
+    only as each batch fills and scored batch_size to a forward pass: each batch as (key, scores) in order.
+    before_each_pass(), when given, runs before every forward pass (a server stops a long call there)."""
     batch = []
     for window in windows:
         batch.append(window)
         if len(batch) == batch_size:
+            if before_each_pass is not None:
+                before_each_pass()
             yield score_batch(network, framing, batch, device)
             batch = []
     if batch:
+        if before_each_pass is not None:
+            before_each_pass()
         yield score_batch(network, framing, batch, device)
 
 

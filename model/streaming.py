@@ -170,7 +170,8 @@ def detect_in_stretches(detector, text: str, batch_size: int = 32, progress: Pro
         if progress is not None and cut_character is not None:
             progress(cut_character, len(text))
 
-    for batch in scored_windows(detector.network, detector.framing, planned, batch_size, detector.device):
+    for batch in scored_windows(detector.network, detector.framing, planned, batch_size, detector.device,
+                                detector.before_each_pass):
         held.extend(window for _, window in batch)
         decode_before(batch[-1][1].token_start, last=False)  # windows start in order: later ones start after it
     decode_before(tokens.end, last=True)

@@ -127,12 +127,15 @@ def record_of(document: Document, result: DetectionResult | None) -> dict:
     if result is None:
         record["error"] = document.error
     else:
-        record.update(result.to_dict())
+        if document.extractor:  # a web page: say which text the offsets index, and what took it out of the page
+            record["extractor"] = document.extractor
+        record.update(result.to_dict(include_text=document.extractor is not None))
     return record
 
 
 class JsonlRecords:
-    """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error}."""
+    """One JSON object per line: {id, index, source, spans, sentences, summary} or {id, index, source, error};
+    a web page's record also has the `text` its offsets index and the `extractor` that took it out of the page."""
 
     header = ""
 
@@ -229,7 +232,10 @@ class TextRecords:
         lines = [self.key(document)]
         if result is None:
             lines.append(f"  error: {printable(document.error)}")
-        elif not result.spans:
+        if result is not None and document.extractor:
+            lines.append(f"  article text: {len(result.text):,} characters extracted by {document.extractor}; "
+                         f"offsets index it")
+        if result is not None and not result.spans:
             lines.append("  no techniques found")
         for span in result.spans if result else []:
             lines.append(f"  {span.start}-{span.end}  {span.technique}  {span.score:.3f}  "
@@ -478,6 +484,7 @@ def write_html_report(scored: Iterable[Scored], output: Path | None, title: str)
 def write_atomically(path: Path, content: str) -> None:
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
+        os.chmod(temporary, 0o666 & ~current_umask())  # mkstemp makes it 0600; other outputs get the umask's mode
         with open(handle, "w", encoding="utf-8", newline="") as file:
             file.write(content)
             file.flush()
@@ -486,6 +493,12 @@ def write_atomically(path: Path, content: str) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def current_umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask
 
 
 def progress_bar(args, sources: list[Source], shard: Shard, resumed: int):

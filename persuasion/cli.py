@@ -19,6 +19,8 @@ COMMANDS = {
     "tune": ("persuasion.train.tune", "tune a trained checkpoint's decoding again on its validation split"),
     "sweep": ("persuasion.train.sweep", "train variants of one recipe side by side and rank them on validation"),
     "export": ("persuasion.train.export", "make a trained checkpoint a shipped model and record its dev metrics"),
+    "fetch-encoder": ("persuasion.train.encoders",
+                      "download the all-mpnet-base-v2 base encoder into the user cache, once, for training"),
     "speed": ("persuasion.eval.speed", "measure inference tokens/s against a plain transformers pipeline"),
     "serve": ("persuasion.web", "serve a local web page and JSON API"),
 }

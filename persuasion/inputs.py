@@ -1,7 +1,10 @@
-"""Documents to score, read from text files, directories of them, JSONL, CSV and Parquet rows, or stdin.
+"""Documents to score, read from text files, directories of them, JSONL, CSV and Parquet rows, stdin, web pages
+(.html and .htm files) or http(s) URLs.
 
 Every text is the file decoded as `open(path, encoding="utf-8", newline="")` reads it: a leading
-BOM and CRLF are kept, so span offsets index the file's characters exactly. Input the user can fix
+BOM and CRLF are kept, so span offsets index the file's characters exactly. A web page's text is its
+article, extracted by trafilatura (persuasion/pages.py): offsets index that text, which the document
+carries with the extractor's name. Input the user can fix
 per document (bad bytes, a malformed row, a missing text field) becomes a `Document` with an
 `error`; only a missing or empty path, or no input at all, stops the whole command. An empty or
 whitespace-only text is a document like any other: the detector finds no spans in it.
@@ -21,6 +24,9 @@ from pathlib import Path
 
 from persuasion.errors import PersuasionError
 from persuasion.limits import MAX_DOCUMENT_CHARACTERS, too_long
+from persuasion.pages import (PageError, article_text, extractor_name, fetch_page, is_page, is_url, page_text,
+                              require_extractor)
+
 STDIN = "-"
 STDIN_ID = "<stdin>"
 UNPAIRED_SURROGATE = re.compile("[\ud800-\udfff]")
@@ -40,12 +46,13 @@ class Document:
     source: str  # where it came from: a path, `path:line` for a JSONL or CSV row, or <stdin>
     text: str | None = None
     error: str | None = None  # why it cannot be scored, in one line; then text is None
+    extractor: str | None = None  # for a web page: what took `text` out of it ('trafilatura 2.3.1')
 
 
 @dataclass(frozen=True)
 class Source:
     name: str  # a path as the user wrote it or as found under a directory they named, or "-"
-    format: str  # "text", "jsonl", "csv", "parquet" or "stdin"
+    format: str  # "text", "jsonl", "csv", "parquet", "html", "url" or "stdin"
 
 
 # A document found but not yet read: given its index, read it (so documents another shard
@@ -64,6 +71,9 @@ def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
         if name == STDIN:
             sources.append(Source(STDIN, "stdin"))
             continue
+        if is_url(name):
+            sources.append(Source(name, "url"))
+            continue
         path = Path(name)
         if path.is_dir():
             matches = sorted(match for match in path.rglob(pattern) if match.is_file())
@@ -75,10 +85,15 @@ def find_sources(inputs: list[str], pattern: str = "*.txt") -> list[Source]:
     if not sources:
         raise InputError(f"no input files: no file under {', '.join(inputs)} matches {pattern!r}; "
                          f"choose another with --pattern")
+    page = next((source for source in sources if source.format in ("html", "url")), None)
+    if page is not None:
+        require_extractor(page.name)  # before any work: one line naming the extra
     return sources
 
 
 def format_of(path: Path) -> str:
+    if is_page(path.name):
+        return "html"
     return {".jsonl": "jsonl", ".csv": "csv", ".parquet": "parquet"}.get(path.suffix.lower(), "text")
 
 
@@ -106,6 +121,10 @@ def pending_documents(source: Source, text_field: str, id_field: str) -> Iterato
         yield from pending_csv_rows(source.name, text_field, id_field)
     elif source.format == "parquet":
         yield from pending_parquet_rows(source.name, text_field, id_field)
+    elif source.format == "html":
+        yield partial(read_page_file, source.name)
+    elif source.format == "url":
+        yield partial(read_url, source.name)
     else:
         yield partial(read_text_file, source.name)
 
@@ -150,6 +169,40 @@ def read_text_file(name: str, index: int) -> Document:
         return Document(name, index, name, error=f"cannot read: {error.strerror or error}")
     text, problem = decode_text(data)
     return Document(name, index, name, text=text, error=problem)
+
+
+def read_page_file(name: str, index: int) -> Document:
+    """A saved web page: the text of its article."""
+    try:
+        size = Path(name).stat().st_size
+        if size > 4 * MAX_DOCUMENT_CHARACTERS:
+            return Document(name, index, name, error=f"{size:,} bytes is too large for a web page; save the article "
+                                                     "as text")
+        return article_document(name, index, article_text(Path(name).read_bytes(), name))
+    except OSError as error:
+        return Document(name, index, name, error=f"cannot read: {error.strerror or error}")
+    except PageError as error:
+        return Document(name, index, name, error=str(error).removeprefix(f"{name}: "))
+
+
+def read_url(url: str, index: int) -> Document:
+    """An http(s) URL, fetched now (a timeout and a size limit; no network is an error record)."""
+    try:
+        page = fetch_page(url)
+        text = page_text(page, url)
+    except PageError as error:
+        return Document(url, index, url, error=str(error).removeprefix(f"{url}: "))
+    if not page.content_type.lower().startswith("text/plain"):
+        return article_document(url, index, text)
+    problem = text_problem(text)
+    return Document(url, index, url, error=problem) if problem else Document(url, index, url, text=text)
+
+
+def article_document(name: str, index: int, text: str) -> Document:
+    problem = text_problem(text)
+    if problem:
+        return Document(name, index, name, error=problem)
+    return Document(name, index, name, text=text, extractor=extractor_name())
 
 
 def read_stdin(index: int) -> Document:

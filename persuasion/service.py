@@ -1,30 +1,36 @@
 """The JSON API and web page of `persuasion serve`, on FastAPI (needs the [serve] extra).
 
-    POST /api/detect     DetectRequest   -> DetectResponse     technique spans in a text
+    POST /api/detect     DetectRequest   -> DetectResponse     technique spans in a text, a web page or a URL
     POST /api/classify   ClassifyRequest -> ClassifyResponse   the 14 techniques ranked for spans you give
+    POST /api/render     RenderRequest   -> RenderResponse     the page's highlighted HTML for spans you give
     GET  /healthz        Health
     GET  /docs           the OpenAPI page (Swagger UI, loaded from a CDN); the schema itself at /openapi.json
-    GET  /               the page: paste text or open a .txt file, see the highlighted techniques
+    GET  /               the page: paste text or open a .txt or .html file, see the highlighted techniques
 
-Errors are JSON: {"error": "one line", "detail": [...]}; 400 for a body that is not JSON, 422 for JSON
-that does not fit the request model, 413 over the size limits, 415 for a body sent as another type
-(no Content-Type is read as JSON), 503 while the queue is full.
+Errors are JSON: {"error": "one line", "detail": [...]}; 400 for a body that is not JSON, 403 for a URL
+this server does not fetch, 422 for JSON that does not fit the request model (or a page with no
+article text), 413 over the size limits, 415 for a body sent as another type (no Content-Type is read
+as JSON), 502 for a URL that could not be fetched, 503 while the queue is full.
 
-Inference runs in one worker thread, so the event loop keeps answering (health checks, errors,
-queued requests) while the model works; at most `max_queue` requests wait or run at a time.
+Inference runs in two worker threads, one for short texts and one for long ones (InferenceQueue), so the
+event loop keeps answering (health checks, errors, queued requests) while the model works and a short
+request never waits behind a long text; at most `max_queue` requests wait or run at a time.
 """
 
 from __future__ import annotations
 
 import asyncio
+import copy
 import logging
+import threading
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 
 from fastapi import FastAPI, HTTPException
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from persuasion import __version__
@@ -33,9 +39,15 @@ from persuasion.highlight import STYLESHEET, legend_html, result_html
 from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 from persuasion.model.checkpoint import SHIPPED_NAMES
 from persuasion.named_models import load_model
+from persuasion.pages import (PageError, RefusedAddress, article_text, extractor_name, fetch_page, non_public_address,
+                              page_text)
+from persuasion.result import DetectionResult, SentenceScore, Span
 from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 
 MAX_CLASSIFY_SPANS = 1_000
+# Texts up to this many characters (a page or two: a few windows) take the short lane, longer ones the long lane.
+SHORT_TEXT_CHARS = 5_000
+LANES = ("short", "long")
 # Scripts only from this server, so markup that slipped through escaping still could not run.
 # Not on /docs: its page loads Swagger UI's scripts from a CDN.
 CONTENT_SECURITY_POLICY = ("default-src 'self'; script-src 'self'; style-src 'self' 'unsafe-inline'; "
@@ -50,12 +62,22 @@ class StrictModel(BaseModel):
 
 
 class DetectRequest(StrictModel):
-    text: str = Field(description="the text to search; an empty text finds no spans")
+    text: str | None = Field(None, description="the text to search; an empty text finds no spans")
+    html: str | None = Field(None, description="instead of text: a web page, whose article text is searched")
+    url: str | None = Field(None, description="instead of text: an http(s) URL whose page the server fetches "
+                                              "(only when started with --allow-urls)")
     model: str | None = Field(None, description='"default", "fast" or the model the server started with; '
                                                 "omit for the server's model")
     min_score: float | None = Field(None, ge=0.0, le=1.0,
                                     description="leave out spans scoring below this; omit for the model's default "
                                                 "(0: every span)")
+
+    @model_validator(mode="after")
+    def one_input(self):
+        given = [name for name in ("text", "html", "url") if getattr(self, name) is not None]
+        if len(given) != 1:
+            raise ValueError(f"give exactly one of text, html or url, not {' and '.join(given) or 'none'}")
+        return self
 
 
 class SpanAnswer(BaseModel):
@@ -84,6 +106,19 @@ class DetectResponse(BaseModel):
     sentences: list[SentenceAnswer]
     summary: list[SummaryRow] = Field(description="count and highest score per technique, most frequent first")
     html: str = Field(description="the text with its spans highlighted, escaped, as the page shows it")
+    text: str | None = Field(None, description="for html or url: the article text taken out of the page, which the "
+                                               "offsets index")
+    extractor: str | None = Field(None, description="for html or url: what took the text out of the page")
+
+
+class RenderRequest(StrictModel):
+    text: str
+    spans: list[SpanAnswer] = Field(description="spans of the text, as /api/detect returned them")
+    sentences: list[SentenceAnswer] = Field(default_factory=list)
+
+
+class RenderResponse(BaseModel):
+    html: str = Field(description="the text with these spans highlighted, escaped")
 
 
 class Fragment(StrictModel):
@@ -119,6 +154,7 @@ class Health(BaseModel):
     models: list[str] = Field(description="the names a request's model may take")
     max_text_chars: int
     min_score: float = Field(description="the served model's min_score when a request gives none")
+    allow_urls: bool = Field(description="whether /api/detect fetches a url (persuasion serve --allow-urls)")
 
 
 class ErrorAnswer(BaseModel):
@@ -126,30 +162,61 @@ class ErrorAnswer(BaseModel):
     detail: list | None = None
 
 
-ERRORS = {status: {"model": ErrorAnswer} for status in (400, 413, 415, 422, 503)}
+ERRORS = {status: {"model": ErrorAnswer} for status in (400, 403, 413, 415, 422, 502, 503)}
+
+
+class Closing(Exception):
+    """The server is shutting down: a long detection stops at its next forward pass."""
 
 
 class InferenceQueue:
-    """One worker thread runs every model call in turn (torch modules and the tokenizer are shared);
-    `run` refuses with 503 when `max_queue` calls are already waiting or running."""
+    """Two worker threads run the model calls: one takes texts up to SHORT_TEXT_CHARS in turn, the other the
+    longer ones in turn, so a short request never waits behind a long text (each thread has its own tokenizer;
+    the network's weights are shared, read-only). `run` refuses with 503 when `max_queue` calls already wait
+    or run; closing the queue stops a long call at its next forward pass."""
 
     def __init__(self, max_queue: int):
         self.max_queue = max_queue
         self.pending = 0  # changed only on the event loop's thread
-        self.executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="persuasion-inference")
+        self.closing = threading.Event()
+        self.lanes = {lane: ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"persuasion-{lane}")
+                      for lane in LANES}
 
-    async def run(self, function, *args):
+    async def run(self, characters: int, work: Callable[[str, Callable[[], None]], object]):
+        """work(lane, check) on the lane for `characters`; check() between forward passes stops it on close."""
         if self.pending >= self.max_queue:
             raise HTTPException(503, f"the server is busy ({self.pending} requests queued); retry shortly",
                                 headers={"Retry-After": "1"})
+        lane = "short" if characters <= SHORT_TEXT_CHARS else "long"
         self.pending += 1
         try:
-            return await asyncio.get_running_loop().run_in_executor(self.executor, function, *args)
+            return await asyncio.get_running_loop().run_in_executor(self.lanes[lane], work, lane, self.check)
+        except Closing:
+            raise HTTPException(503, "the server is shutting down") from None
         finally:
             self.pending -= 1
 
+    def check(self) -> None:
+        if self.closing.is_set():
+            raise Closing("the server is shutting down")
+
     def close(self) -> None:
-        self.executor.shutdown(wait=False, cancel_futures=True)
+        self.closing.set()
+        for executor in self.lanes.values():
+            executor.shutdown(wait=False, cancel_futures=True)
+
+
+def unfit(message: str, location: list) -> HTTPException:
+    """A 422 for a request that passed the request model but not the server's checks, with its `detail`."""
+    return HTTPException(422, {"error": message, "detail": [{"loc": location, "msg": message, "type": "value_error"}]})
+
+
+def checking(detector, check: Callable[[], None]):
+    """The detector, calling check() before each forward pass over windows, so a long call can be stopped
+    between two passes."""
+    checked = copy.copy(detector)  # shares the network and tokenizer; only this copy checks
+    checked.before_each_pass = check
+    return checked
 
 
 class Models:
@@ -158,6 +225,8 @@ class Models:
     def __init__(self, detector, name: str):
         self.name = name
         self.loaded = {name: detector}
+        self.lock = threading.Lock()
+        self.per_lane: dict[tuple[str, str], object] = {}
 
     @property
     def names(self) -> list[str]:
@@ -166,18 +235,25 @@ class Models:
     def check(self, name: str | None) -> str:
         name = name or self.name
         if name not in self.names:
-            raise HTTPException(422, f"model {name!r} is not served here; use one of {', '.join(self.names)}")
+            raise unfit(f"model {name!r} is not served here; use one of {', '.join(self.names)}", ["body", "model"])
         return name
 
-    def get(self, name: str):
-        """Call on the inference thread: loading a model takes seconds."""
-        if name not in self.loaded:
-            self.loaded[name] = load_model(name, self.loaded[self.name].precision)  # as the server's model
-        return self.loaded[name]
+    def get(self, name: str, lane: str):
+        """The model for one lane's thread: shared weights, the lane's own tokenizer (a fast tokenizer may not be
+        used by two threads at once). Call on that thread: loading a model takes seconds."""
+        with self.lock:
+            if name not in self.loaded:
+                self.loaded[name] = load_model(name, self.loaded[self.name].precision)  # as the server's model
+            if (name, lane) not in self.per_lane:
+                detector = copy.copy(self.loaded[name])
+                detector.tokenizer = copy.deepcopy(detector.tokenizer)
+                self.per_lane[name, lane] = detector
+            return self.per_lane[name, lane]
 
 
 def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_TEXT_CHARS,
-               max_request_bytes: int = MAX_REQUEST_BYTES, max_queue: int = MAX_QUEUE) -> FastAPI:
+               max_request_bytes: int = MAX_REQUEST_BYTES, max_queue: int = MAX_QUEUE,
+               allow_urls: bool = False) -> FastAPI:
     if max_text_chars > MAX_DOCUMENT_CHARACTERS:
         raise PersuasionError(f"max_text_chars {max_text_chars:,} is over the {MAX_DOCUMENT_CHARACTERS:,}-character "
                               "limit of one document")
@@ -194,20 +270,40 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
             raise HTTPException(413, f"text has {len(text)} characters; the limit is {max_text_chars}: "
                                      "split it, or start the server with a larger --max-text-chars")
 
-    @app.post("/api/detect", response_model=DetectResponse, responses=ERRORS,
-              summary="Find technique spans in a text")
-    async def detect(request: DetectRequest) -> dict:
-        check_length(request.text)
-        name = models.check(request.model)
+    async def article(request: DetectRequest) -> str:
+        """The article text of the request's html or url (extraction and fetching run off the event loop)."""
+        try:
+            if request.html is not None:
+                return await asyncio.to_thread(article_text, request.html, "html")
+            if not allow_urls:
+                raise HTTPException(403, "this server does not fetch URLs (start it with --allow-urls); "
+                                         "send the page as html instead")
+            page = await asyncio.to_thread(fetch_page, request.url, non_public_address)
+            return await asyncio.to_thread(page_text, page, request.url)
+        except RefusedAddress as error:
+            raise HTTPException(403, str(error)) from None
+        except PageError as error:
+            problem = str(error)
+            raise HTTPException(502 if "cannot fetch" in problem or "answered" in problem else 422, problem) from None
 
-        def work() -> dict:
-            detector = models.get(name)
+    @app.post("/api/detect", response_model=DetectResponse, responses=ERRORS, response_model_exclude_none=True,
+              summary="Find technique spans in a text, a web page or (with --allow-urls) a URL")
+    async def detect(request: DetectRequest) -> dict:
+        name = models.check(request.model)
+        text = request.text if request.text is not None else await article(request)
+        check_length(text)
+
+        def work(lane: str, check) -> DetectionResult:
+            detector = models.get(name, lane)
             if request.min_score is not None:
                 detector = detector.with_min_score(request.min_score)
-            result = detector.detect(request.text)
-            return {**result.to_dict(include_text=False), "html": result_html(result)}
+            return checking(detector, check).detect(text)
 
-        return await queue.run(work)
+        result = await queue.run(len(text), work)
+        answer = await asyncio.to_thread(lambda: {**result.to_dict(), "html": result_html(result)})
+        if request.text is None:
+            answer.update(text=text, extractor=extractor_name())
+        return answer
 
     @app.post("/api/classify", response_model=ClassifyResponse, responses=ERRORS,
               summary="Rank the techniques for fragments of a text")
@@ -215,23 +311,34 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
         check_length(request.text)
         name = models.check(request.model)
         fragments = [(span.start, span.end) for span in request.spans]
-        for start, end in fragments:
+        for number, (start, end) in enumerate(fragments):
             if not start < end <= len(request.text):
-                raise HTTPException(422, f"span {start}-{end} is not inside the text "
-                                         f"({len(request.text)} characters); give 0 <= start < end <= length")
+                raise unfit(f"span {start}-{end} is not inside the text ({len(request.text)} characters); "
+                            "give 0 <= start < end <= length", ["body", "spans", number])
 
-        def work() -> dict:
-            ranked = models.get(name).classify_spans(request.text, fragments)
+        def work(lane: str, check) -> dict:
+            ranked = checking(models.get(name, lane), check).classify_spans(request.text, fragments)
             return {"spans": [{"start": start, "end": end, "text": request.text[start:end],
                                "techniques": [{"technique": t, "score": p} for t, p in techniques]}
                               for (start, end), techniques in zip(fragments, ranked)]}
 
-        return await queue.run(work)
+        return await queue.run(len(request.text), work)
+
+    @app.post("/api/render", response_model=RenderResponse, responses=ERRORS,
+              summary="Highlight spans you give in a text, as the page shows them (no model runs)")
+    async def render(request: RenderRequest) -> dict:
+        check_length(request.text)
+        for number, span in enumerate(request.spans):
+            if not 0 <= span.start < span.end <= len(request.text) or request.text[span.start:span.end] != span.text:
+                raise unfit(f"span {span.start}-{span.end} is not that text's span", ["body", "spans", number])
+        result = DetectionResult(request.text, [Span(**span.model_dump()) for span in request.spans],
+                                 [SentenceScore(**sentence.model_dump()) for sentence in request.sentences])
+        return {"html": await asyncio.to_thread(result_html, result)}
 
     @app.get("/healthz", response_model=Health)
     async def health() -> dict:
         return {"status": "ok", "model": model_name, "models": models.names, "max_text_chars": max_text_chars,
-                "min_score": detector.decoding.min_score}
+                "min_score": detector.decoding.min_score, "allow_urls": allow_urls}
 
     static = resources.files("persuasion") / "web_static"
     page = (static / "index.html").read_text(encoding="utf-8").replace("<!-- legend -->", legend_html())
@@ -248,6 +355,13 @@ def create_app(detector, model_name: str = "custom", max_text_chars: int = MAX_T
     @app.get("/highlight.css", include_in_schema=False)
     async def send_stylesheet() -> Response:
         return Response(STYLESHEET, media_type="text/css; charset=utf-8")
+
+    icon = (static / "icon.svg").read_bytes()
+
+    @app.get("/favicon.ico", include_in_schema=False)  # browsers ask for it whatever the page links
+    @app.get("/icon.svg", include_in_schema=False)
+    async def send_icon() -> Response:
+        return Response(icon, media_type="image/svg+xml")
 
     app.add_exception_handler(RequestValidationError, invalid_request)
     app.add_exception_handler(StarletteHTTPException, http_error)
@@ -283,6 +397,8 @@ def _field(location: tuple) -> str:
 
 
 async def http_error(request, error: StarletteHTTPException) -> JSONResponse:
+    if isinstance(error.detail, dict):  # unfit(): a message with its detail
+        return error_answer(error.status_code, error.detail["error"], error.detail["detail"], headers=error.headers)
     message = error.detail if isinstance(error.detail, str) else str(error.detail)
     if isinstance(error.__cause__, UnicodeDecodeError):  # FastAPI's 400 for a body it cannot decode
         message = f"request body is not valid JSON: not UTF-8 ({error.__cause__.reason})"

@@ -1,9 +1,10 @@
 """`persuasion serve`: the web page and JSON API (persuasion.service) under uvicorn, on this machine by default.
 
     persuasion serve [--host 127.0.0.1] [--port 8000] [--model default|fast|PATH] [--precision P] [--max-text-chars N]
+                     [--allow-urls]
 
-Needs the [serve] extra (FastAPI and uvicorn). The API is described at /openapi.json once it runs (and at /docs,
-whose page loads Swagger UI from a CDN).
+Needs the [serve] extra (FastAPI, uvicorn and trafilatura). The API is described at /openapi.json once it runs
+(and at /docs, whose page loads Swagger UI from a CDN, so it needs internet access).
 """
 
 from __future__ import annotations
@@ -82,10 +83,10 @@ def service_module():
 
 def make_server(detector, host: str = DEFAULT_HOST, port: int = DEFAULT_PORT, *, model_name: str = "custom",
                 max_request_bytes: int = MAX_REQUEST_BYTES, max_text_chars: int = MAX_TEXT_CHARS,
-                max_queue: int = MAX_QUEUE, log_requests: bool = False) -> Server:
+                max_queue: int = MAX_QUEUE, log_requests: bool = False, allow_urls: bool = False) -> Server:
     """A server bound to host:port (port 0 picks a free one), not yet serving: call `serve_forever()`."""
     app = service_module().create_app(detector, model_name, max_text_chars=max_text_chars,
-                                      max_request_bytes=max_request_bytes, max_queue=max_queue)
+                                      max_request_bytes=max_request_bytes, max_queue=max_queue, allow_urls=allow_urls)
     listening = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
     try:
         listening.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
@@ -111,6 +112,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                              f"{MAX_DOCUMENT_CHARACTERS}, the limit of one document)")
     parser.add_argument("--max-queue", type=int, default=MAX_QUEUE,
                         help=f"requests that may wait for the model at once; more get 503 (default {MAX_QUEUE})")
+    parser.add_argument("--allow-urls", action="store_true",
+                        help="let a request name a URL for the server to fetch (never a loopback, private or "
+                             "link-local address, after DNS and redirects); default: pages are sent as html")
     parser.add_argument("--quiet", action="store_true", help="do not log one line per request")
 
 
@@ -126,14 +130,14 @@ def run(args: argparse.Namespace) -> int:
     try:
         server = make_server(detector, args.host, args.port, model_name=str(args.model),
                              max_request_bytes=max_request_bytes, max_text_chars=args.max_text_chars,
-                             max_queue=args.max_queue, log_requests=not args.quiet)
+                             max_queue=args.max_queue, log_requests=not args.quiet, allow_urls=args.allow_urls)
     except OSError as error:
         raise PersuasionError(f"cannot listen on {args.host}:{args.port}: {error.strerror or error}; "
                               "choose another --port or --host") from None
     if not args.quiet:
         logging.basicConfig(level=logging.INFO, format="%(message)s")
-    print(f"persuasion serve: open {server.url} (model: {args.model}, {detector.precision}; API at {server.url}docs); Ctrl+C stops",
-          file=sys.stderr)
+    print(f"persuasion serve: open {server.url} (model: {args.model}, {detector.precision}; API schema at "
+          f"{server.url}openapi.json); Ctrl+C stops", file=sys.stderr)
     try:
         server.serve_forever()
     except KeyboardInterrupt:

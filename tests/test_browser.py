@@ -115,6 +115,41 @@ def test_the_minimum_score_control_leaves_out_the_lower_spans(server, page):
     assert f"{len(expected)} span" in page.inner_text("#status")
 
 
+def test_moving_the_minimum_score_filters_the_last_result_without_detecting_again(server, page):
+    everything = api_detect(server, TEXT)["spans"]
+    cut = sorted(span["score"] for span in everything)[len(everything) // 2]
+    cut = round(cut * 20) / 20  # the control moves in steps of 0.05
+    expected = api_detect(server, TEXT, min_score=cut)["spans"]
+    assert 0 < len(expected) < len(everything)
+    detect_in_page(page, server, TEXT)
+    assert page.eval_on_selector_all("#result tr.span", "rows => rows.length") == len(everything)
+    detections = []
+    page.on("request", lambda request: detections.append(request.url) if "api/detect" in request.url else None)
+    page.eval_on_selector("#min-score", "(control, value) => { control.value = value; "
+                          "control.dispatchEvent(new Event('input')); }", str(cut))
+    page.wait_for_selector(f'#result[data-min-score="{cut}"]', state="attached", timeout=60_000)
+    rows = page.eval_on_selector_all("#result tr.span", "rows => rows.map(r => Number(r.dataset.start))")
+    assert rows == [span["start"] for span in expected] and detections == []
+    assert f"{len(expected)} span" in page.inner_text("#status")
+
+
+def test_an_opened_web_page_is_scored_as_its_article(server, page, tmp_path):
+    from test_pages import ARTICLE, PAGE
+
+    saved = tmp_path / "article.html"
+    saved.write_text(PAGE, encoding="utf-8")
+    expected = api_detect(server, ARTICLE)["spans"]
+    page.goto(server.url)
+    page.set_input_files("#file", str(saved))
+    page.wait_for_function("document.getElementById('status').textContent.includes('a web page')")
+    page.click("#detect")
+    page.wait_for_selector('#result[data-state="done"]', state="attached", timeout=120_000)
+    assert page.inner_text("#result .document-text") == ARTICLE and page.input_value("#text") == ARTICLE
+    rows = page.eval_on_selector_all(
+        "#result tr.span", "rows => rows.map(r => [r.dataset.technique, Number(r.dataset.start)])")
+    assert rows == [[span["technique"], span["start"]] for span in expected]
+
+
 def test_script_in_the_text_renders_as_text(server, page, page_errors):
     text = "<script>alert(1)</script><img src=x onerror=alert(2)> Everyone knows the truth!"
     detect_in_page(page, server, text)

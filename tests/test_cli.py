@@ -44,7 +44,7 @@ def test_training_modules_are_the_train_extra():
     requirements = importlib.metadata.requires("persuasion")
     extra = [requirement for requirement in requirements if 'extra == "train"' in requirement]
     distributions = {re.split(r"[<>=~ ;]", requirement)[0] for requirement in extra}
-    assert set(TRAINING_MODULES.values()) == {name for name in distributions if not name.startswith("all-mpnet")}
+    assert set(TRAINING_MODULES.values()) == distributions
 
 
 def without_modules(tmp_path: Path, *modules: str) -> dict:

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from conftest import tiny_bert_config_and_tokenizer, tiny_encoder_dir, write_tiny_corpus
+from conftest import mpnet_encoder_dir, tiny_bert_config_and_tokenizer, tiny_encoder_dir, write_tiny_corpus
 from persuasion.taxonomy import TECHNIQUES
 
 
@@ -20,9 +20,8 @@ def build_tiny_teacher(directory: Path, seed: int = 0, window_tokens: int = 24, 
     from persuasion.model.checkpoint import DetectorSettings
     from persuasion.model.detector import Detector
     from persuasion.model.network import PersuasionNetwork
-    from persuasion.train.encoders import MPNET, resolve_base_model
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(MPNET))
+    tokenizer = AutoTokenizer.from_pretrained(mpnet_encoder_dir())
     torch.manual_seed(seed)
     config = MPNetConfig(vocab_size=tokenizer.vocab_size, hidden_size=32, num_hidden_layers=2, num_attention_heads=2,
                          intermediate_size=64, max_position_embeddings=window_tokens + 8, pad_token_id=1)

@@ -171,3 +171,33 @@ def test_real_detector_result_renders_every_span(tiny_detector):
         assert span_texts(parsed.marks, index) == span.text == text[span.start:span.end]
         assert all(span.technique in mark["data-techniques"].split()
                    for mark in parsed.marks if str(index) in mark["data-spans"].split())
+
+
+def lab(hex_colour: str) -> tuple[float, float, float]:
+    """CIELAB (D65) of an sRGB colour."""
+    def linear(value: int) -> float:
+        value /= 255
+        return value / 12.92 if value <= 0.04045 else ((value + 0.055) / 1.055) ** 2.4
+
+    red, green, blue = (linear(int(hex_colour[i: i + 2], 16)) for i in (1, 3, 5))
+    x = (0.4124 * red + 0.3576 * green + 0.1805 * blue) / 0.95047
+    y = 0.2126 * red + 0.7152 * green + 0.0722 * blue
+    z = (0.0193 * red + 0.1192 * green + 0.9505 * blue) / 1.08883
+
+    def f(t: float) -> float:
+        return t ** (1 / 3) if t > 0.008856 else 7.787 * t + 16 / 116
+
+    return 116 * f(y) - 16, 500 * (f(x) - f(y)), 200 * (f(y) - f(z))
+
+
+def test_every_two_techniques_highlight_in_colours_told_apart():
+    """Behind text every colour is tinted; two tints closer than a CIE76 distance of 10 look alike side by side
+    (Bandwagon's and Thought-terminating Cliches' oranges were 8.3 apart)."""
+    import itertools
+    import math
+
+    from persuasion.highlight import tint
+
+    for first, second in itertools.combinations(TECHNIQUES, 2):
+        distance = math.dist(lab(tint(PALETTE[first])), lab(tint(PALETTE[second])))
+        assert distance >= 10, (first, second, round(distance, 1))

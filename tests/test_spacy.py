@@ -10,6 +10,7 @@ import pytest
 
 spacy = pytest.importorskip("spacy", reason="the [spacy] extra is not installed")
 
+from conftest import assert_shows_the_same_output  # noqa: E402
 from persuasion.result import DetectionResult, SentenceScore, Span  # noqa: E402
 from persuasion.spacy_component import PersuasionComponent  # noqa: E402
 
@@ -127,4 +128,4 @@ def test_readme_spacy_example_prints_what_the_readme_shows(shipped, capsys):
     readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
     example = re.search(r"## spaCy, evaluate and datasets.*?```python\n(.*?)```.*?```text\n(.*?)```", readme, re.S)
     exec(compile(example.group(1), "README.md", "exec"), {})
-    assert capsys.readouterr().out == example.group(2)
+    assert_shows_the_same_output(capsys.readouterr().out, example.group(2))

@@ -10,7 +10,7 @@ import pytest
 import torch
 import yaml
 
-from conftest import tiny_encoder_dir, write_tiny_corpus
+from conftest import mpnet_encoder_dir, tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import SHIPPED_CONFIGS, read_settings, shipped_folders
 from persuasion.train.recipe import Recipe
@@ -308,9 +308,8 @@ def test_the_pipeline_runs_end_to_end_on_a_tiny_mpnet(tmp_path):
 
     from persuasion import Detector
     from persuasion.model.windows import WindowFraming
-    from persuasion.train.encoders import MPNET, resolve_base_model
 
-    tokenizer = AutoTokenizer.from_pretrained(resolve_base_model(MPNET))
+    tokenizer = AutoTokenizer.from_pretrained(mpnet_encoder_dir())
     framing = WindowFraming.of(tokenizer)
     assert (framing.prefix, framing.suffix, framing.pad_id) == ((0,), (2,), 1)
     torch.manual_seed(0)

@@ -9,12 +9,13 @@ import json
 import re
 import socket
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 
 import pytest
 
-from conftest import running_server
+from conftest import make_article, running_server
 from persuasion import web
 
 TEXT = ("They will destroy everything we love. Everyone knows the truth!\n"
@@ -126,6 +127,20 @@ def test_classify_rejects_spans_outside_the_text(server, spans, message):
 def test_unknown_model_is_422_naming_the_served_ones(server):
     status, answer = post_json(server, {"text": TEXT, "model": "/etc"})
     assert status == 422 and "'/etc' is not served here" in answer["error"] and "tiny" in answer["error"]
+    assert answer["detail"][0]["loc"] == ["body", "model"]  # as README promises of every 422
+
+
+def test_the_favicon_is_served(server):
+    status, headers, icon = request(server, "GET", "/favicon.ico")
+    assert status == 200 and headers["Content-Type"] == "image/svg+xml" and icon.startswith(b"<svg")
+
+
+def test_render_highlights_the_spans_it_is_given_and_checks_them(server, tiny_detector):
+    spans = tiny_detector.detect(TEXT).to_dict()["spans"][:1]
+    status, answer = post_json(server, {"text": TEXT, "spans": spans}, "/api/render")
+    assert status == 200 and answer["html"].count('<tr class="span"') == 1
+    status, answer = post_json(server, {"text": TEXT, "spans": [{**spans[0], "text": "other"}]}, "/api/render")
+    assert status == 422 and answer["detail"]
 
 
 def test_openapi_lists_both_endpoints_with_typed_models(server):
@@ -136,7 +151,7 @@ def test_openapi_lists_both_endpoints_with_typed_models(server):
     assert {"/api/detect", "/api/classify"} <= set(schema["paths"])
     models = schema["components"]["schemas"]
     assert {"DetectRequest", "DetectResponse", "ClassifyRequest", "ClassifyResponse"} <= set(models)
-    assert set(models["DetectRequest"]["properties"]) == {"text", "model", "min_score"}
+    assert set(models["DetectRequest"]["properties"]) == {"text", "html", "url", "model", "min_score"}
 
 
 def test_page_and_assets_are_served(server):
@@ -163,7 +178,9 @@ def test_script_in_text_comes_back_escaped(server):
     (b"{not json", 400, "not valid JSON"),
     (b"\xff\xfe\x00", 400, "not valid JSON"),
     (b"[1, 2]", 422, "valid dictionary"),
-    (b'{"txt": "hello"}', 422, "text: Field required"),
+    (b'{"txt": "hello"}', 422, "txt: Extra inputs are not permitted"),
+    (b'{}', 422, "give exactly one of text, html or url, not none"),
+    (b'{"text": "hi", "url": "https://example.com/"}', 422, "give exactly one of text, html or url, not text and url"),
     (b'{"text": 42}', 422, "text: Input should be a valid string"),
     (b'{"text": "hi", "min_score": 2}', 422, "min_score: Input should be less than or equal to 1"),
     (b"", 422, "body: Field required"),
@@ -275,3 +292,26 @@ def test_busy_port_is_a_one_line_error(tiny_checkpoint):
         args = parser.parse_args(["--model", str(tiny_checkpoint), "--port", str(port)])
         with pytest.raises(PersuasionError, match=f"cannot listen on 127.0.0.1:{port}.*--port"):
             web.run(args)
+
+
+@pytest.mark.slow
+def test_a_short_request_answers_in_seconds_while_a_long_text_is_scored():
+    """While the shipped fast model reads a 150,000-character text (a minute or more on a CPU), a one-sentence
+    request answers in under 3 s, with the Python API's result; the long one is stopped when the server closes."""
+    from persuasion import Detector
+
+    detector = Detector.load("fast", device="cpu")
+    long_text = make_article(30_000)[:150_000]
+    short_text = "They are lying to you, wake up!"
+    with ThreadPoolExecutor(1) as pool, running_server(detector, max_text_chars=len(long_text),
+                                                       max_request_bytes=4 * len(long_text)) as busy:
+        long_request = pool.submit(post_json, busy, {"text": long_text})
+        time.sleep(3)  # the long text has reached the model (its JSON parses in milliseconds)
+        assert not long_request.done()
+        started = time.monotonic()
+        status, answer = post_json(busy, {"text": short_text})
+        elapsed = time.monotonic() - started
+        assert not long_request.done(), "the long detection ended too soon to show anything"
+    assert status == 200 and elapsed < 3, elapsed
+    answer.pop("html")
+    assert answer == detector.detect(short_text).to_dict()

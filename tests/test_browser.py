@@ -97,12 +97,18 @@ def test_page_highlights_the_spans_the_api_returns(server, page, tmp_path):
     assert screenshot.stat().st_size > 10_000
 
 
-def test_the_minimum_score_control_leaves_out_the_lower_spans(server, page):
+def spans_above_a_median_cut(server):
+    """(every span of TEXT, a cut at the median score on the control's 0.05 steps, the spans the API keeps at it)."""
     everything = api_detect(server, TEXT)["spans"]
     cut = sorted(span["score"] for span in everything)[len(everything) // 2]
     cut = round(cut * 20) / 20  # the control moves in steps of 0.05
     expected = api_detect(server, TEXT, min_score=cut)["spans"]
     assert 0 < len(expected) < len(everything)
+    return everything, cut, expected
+
+
+def test_the_minimum_score_control_leaves_out_the_lower_spans(server, page):
+    everything, cut, expected = spans_above_a_median_cut(server)
     page.goto(server.url)
     page.fill("#text", TEXT)
     page.eval_on_selector("#min-score", "(control, value) => { control.value = value; "
@@ -116,11 +122,7 @@ def test_the_minimum_score_control_leaves_out_the_lower_spans(server, page):
 
 
 def test_moving_the_minimum_score_filters_the_last_result_without_detecting_again(server, page):
-    everything = api_detect(server, TEXT)["spans"]
-    cut = sorted(span["score"] for span in everything)[len(everything) // 2]
-    cut = round(cut * 20) / 20  # the control moves in steps of 0.05
-    expected = api_detect(server, TEXT, min_score=cut)["spans"]
-    assert 0 < len(expected) < len(everything)
+    everything, cut, expected = spans_above_a_median_cut(server)
     detect_in_page(page, server, TEXT)
     assert page.eval_on_selector_all("#result tr.span", "rows => rows.length") == len(everything)
     detections = []

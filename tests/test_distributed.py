@@ -241,7 +241,7 @@ def test_parquet_in_and_out_and_the_python_api(ray_instance, tmp_path):
     (["--engine", "ray", "-o", "found", "--actors", "0"], "--actors 0: must be at least 1"),
     (["--engine", "ray", "-o", "found", "--records-per-file", "0"], "--records-per-file 0: must be at least 1"),
     (["-", "--engine", "ray", "-o", "found"], "- (stdin) cannot be read by Ray's workers"),
-    (["--engine", "ray", "-o", "found", "--model", "nonesuch"], "model 'nonesuch': not 'default' or 'fast'"),
+    (["--engine", "ray", "-o", "found", "--model", "nonesuch"], "model 'nonesuch': not a persuasion checkpoint"),
     (["--engine", "ray", "-o", "good.txt"], "--output good.txt: is a file"),
     (["--engine", "ray", "-o", "earlier"], "earlier is not empty; pass --resume"),
     (["--engine", "ray", "-o", "earlier", "--resume"], "earlier has no readable _job.json"),

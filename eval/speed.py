@@ -99,9 +99,10 @@ def measured_on(args: argparse.Namespace, checkpoint: Path, device: str) -> dict
     import torch
 
     model = (args.model or "default") if args.model in (None, *SHIPPED_NAMES) else str(checkpoint)
+    native = native_bf16(device)
     return {"split": args.split, "model": model, "device": device, "threads": torch.get_num_threads(),
-            "batch_size": args.batch_size, "bf16_native": native_bf16(device),
-            "auto_precision": choose_precision("auto", device, native_bf16(device))}
+            "batch_size": args.batch_size, "bf16_native": native,
+            "auto_precision": choose_precision("auto", device, native)}
 
 
 def run(args: argparse.Namespace) -> int:
@@ -132,10 +133,10 @@ def run(args: argparse.Namespace) -> int:
         return run_long(args, long_sizes, detector, texts, checkpoint, device)
     detector = Detector.load(checkpoint, device=device, precision="fp32")
     tokens = sum(len(tokenize_document(detector.tokenizer, text).token_ids) for text in texts)
-    auto = choose_precision("auto", device, native_bf16(device))
+    native = native_bf16(device)
     print(f"persuasion speed: {args.split} split, {len(texts)} articles, {tokens:,} tokens, {device}, "
           f"{torch.get_num_threads()} torch threads, batch {args.batch_size}, model {checkpoint}; "
-          f"bf16 {'is' if native_bf16(device) else 'is not'} native here, so auto is {auto}")
+          f"bf16 {'is' if native else 'is not'} native here, so auto is {choose_precision('auto', device, native)}")
 
     reference = reference_runner(build_reference(checkpoint, detector, device), args.batch_size)
     reference(texts[:1])  # warm-up
@@ -199,7 +200,8 @@ def run_long(args: argparse.Namespace, sizes: tuple[int, ...], detector, texts: 
         print("note: this system cannot reset the recorded peak, so each peak is the process's peak so far")
     if args.json_path:
         write_figures(args.json_path, measured_on(args, checkpoint, device) | {
-            "precision": detector.precision, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB, "time_ratio_to_linear": linearity,
+            "precision": detector.precision, "documents": rows, "limit_mib": LONG_DOCUMENT_LIMIT_MIB,
+            "time_ratio_to_linear": linearity,
             "linear_tolerance": LINEAR_TOLERANCE})
     return 0
 

@@ -16,7 +16,7 @@ from collections import Counter
 from pathlib import Path
 
 from persuasion.corpus import Article, read_articles, span_gold, technique_gold
-from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits
+from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits, span_shapes
 from persuasion.eval.systems import Predictions, load_system
 from persuasion.model.precision import PRECISIONS
 
@@ -112,6 +112,10 @@ def score(articles: list[Article], predictions: Predictions) -> dict:
                    "has_techniques": i in gold} for i, spans in si_gold.items()]
     metrics = propaganda_measures.load().compute(predictions=system, references=references)
     metrics["calibration"] = calibration(articles, predictions, si_gold)
+    texts = {article.article_id: article.text for article in articles}
+    metrics["span_shapes"] = {"predicted": span_shapes({i: [(s, e) for s, e, _ in predictions.flc.get(i, [])]
+                                                         for i in si_gold}, texts),
+                              "gold": span_shapes({i: [(s, e) for s, e, _ in gold.get(i, [])] for i in si_gold}, texts)}
     return metrics
 
 

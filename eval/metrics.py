@@ -228,3 +228,30 @@ def span_hits(spans: Sequence[tuple[int, int, str]], gold: Sequence[tuple[int, i
     for start, end, technique in gold:
         by_technique.setdefault(technique, []).append((start, end))
     return [overlaps_any(start, end, by_technique.get(technique, ())) for start, end, technique in spans]
+
+
+def span_shapes(spans_by_article: Mapping[str, Iterable[tuple[int, int]]], texts: Mapping[str, str]) -> dict:
+    """How spans are cut, against how people mark them: the share of distinct spans with an edge inside a word,
+    crossing a sentence end, ending on a dangling function word; and their median length in characters.
+    Edges, sentences and function words are those decoding uses (model/decoding.py)."""
+    from persuasion.model.decoding import DANGLING_WORDS, WORD_PATTERN, cuts_word, sentence_end_between
+
+    spans = [(texts[article_id], start, end) for article_id, article_spans in spans_by_article.items()
+             for start, end in set(article_spans)]
+    if not spans:
+        return {"spans": 0}
+
+    def last_word(text: str, start: int, end: int) -> str:
+        words = WORD_PATTERN.findall(text, start, end)
+        return words[-1].lower() if words else ""
+
+    def crosses_sentence_end(text: str, start: int, end: int) -> bool:
+        stripped = text[start:end].rstrip()
+        return sentence_end_between(text, start, start + len(stripped))
+
+    share = lambda test: round(sum(test(*span) for span in spans) / len(spans), 4)  # noqa: E731
+    return {"spans": len(spans),
+            "edge_inside_word": share(lambda text, start, end: cuts_word(text, start) or cuts_word(text, end)),
+            "crosses_sentence_end": share(crosses_sentence_end),
+            "ends_on_function_word": share(lambda text, start, end: last_word(text, start, end) in DANGLING_WORDS),
+            "median_characters": float(np.median([end - start for _, start, end in spans]))}

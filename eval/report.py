@@ -17,6 +17,11 @@ HEADLINE_MEASURES = [
     ("sentence ECE", ("calibration", "sentence_ece"), "calibration error of the sentence scores; lower is better"),
 ]
 
+# (name, key in a benchmark's span_shapes), as `headline_table` prints them.
+SPAN_SHAPES = [("an edge inside a word", "edge_inside_word"), ("across a sentence end", "crosses_sentence_end"),
+               ("ending on a dangling function word", "ends_on_function_word"),
+               ("median length, characters", "median_characters")]
+
 
 def headline_table(metrics: dict) -> str:
     """The official measures a benchmark run scored, each named and said in words, under the system and split."""
@@ -24,6 +29,11 @@ def headline_table(metrics: dict) -> str:
     for name, (task, key), meaning in HEADLINE_MEASURES:
         if key in metrics.get(task, {}):
             lines.append(f"  {name:<12}  {metrics[task][key]:.4f}  {meaning}")
+    shapes = metrics.get("span_shapes", {})
+    if shapes.get("predicted", {}).get("spans") and shapes.get("gold", {}).get("spans"):
+        lines.append("  how spans are cut, predicted against gold (shares of distinct spans):")
+        for name, key in SPAN_SHAPES:
+            lines.append(f"    {name:<36}  {shapes['predicted'][key]:<8.4g}  {shapes['gold'][key]:.4g}")
     return "\n".join(lines) + "\n"
 
 

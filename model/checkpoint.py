@@ -202,14 +202,20 @@ def read_validation_report(directory: str | Path) -> dict:
     return json.loads(path.read_text())
 
 
+SELECTION = "SI F1 + TC micro-F1 + FLC F1"
+
+
 def selection_score(scores: dict) -> float:
-    """What model selection maximises on the validation split: SI F1 + TC micro-F1."""
-    return scores["si_f1"] + scores["tc_micro_f1"]
+    """What model selection maximises on the validation split: SI F1 + TC micro-F1 + FLC F1, the full task,
+    so that long spans under one label, which inflate SI F1, lose on FLC."""
+    return scores["si_f1"] + scores["tc_micro_f1"] + scores["flc_f1"]
 
 
 def validation_selection(report: dict) -> float:
     """The selection score of a checkpoint after tuning, from its validation report."""
-    return selection_score({"si_f1": report["validation"]["si"]["f1"], "tc_micro_f1": report["validation"]["tc_micro_f1"]})
+    validation = report["validation"]
+    return selection_score({"si_f1": validation["si"]["f1"], "tc_micro_f1": validation["tc_micro_f1"],
+                            "flc_f1": validation["flc_f1"]})
 
 
 def held_out_ids(report: dict) -> list[str]:

@@ -20,8 +20,17 @@ from persuasion.errors import reject_unknown_keys
 from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
 from persuasion.result import DetectionResult, SentenceScore, Span
 
+WORD_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*")
 OUTSIDE, BEGIN, INSIDE = range(3)  # the span tagger's columns
 WORD_CHARACTER = re.compile(r"\w")
+# Characters that join two runs of word characters into one word: "pro-terror", "don't", "Trump’s".
+WORD_JOINERS = frozenset("-'’")
+# Words a span does not end on when `trim_function_words` is set: annotators end a fragment on its content,
+# and a span ending "... and" or "... of the" is cut where no annotator would. (Openings are kept: a quarter of
+# the training spans open on "the", "a", "to", "if", ...)
+DANGLING_WORDS = frozenset(
+    "a an and as at because but by for from if in into nor of on or than that the to whose which while who whom "
+    "with".split())
 
 
 @dataclass(frozen=True)
@@ -38,6 +47,8 @@ class Decoding:
     technique_thresholds: Mapping[str, float] = field(default_factory=dict)  # second labels for a span above these
     repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
     repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
+    join_across_sentences: bool = True  # a run of tokens continues over a sentence end (False: it is cut there)
+    trim_function_words: bool = False  # a span does not end on a dangling function word (DANGLING_WORDS)
     # (raw score, calibrated score) knots, increasing, read with np.interp: a span's raw score (p(span) x
     # p(technique)) becomes P(a span flagged at that score overlaps a gold span of its technique), a sentence's
     # (its highest p(token inside a span)) P(the sentence overlaps a gold span); both fitted on validation
@@ -240,15 +251,18 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
         if token_runs:
             last = token_runs[-1][1]
             adjacent = last == token - 1
-            bridgeable = (not adjacent and token - last - 1 <= gap
-                          and not SENTENCE_END.search(text[offsets[last][1]: offsets[token][0]]))
-            if (adjacent or bridgeable) and continues[token]:
+            sentence_ends = sentence_end_between(text, offsets[last][1], offsets[token][0])
+            joinable = adjacent and (decoding.join_across_sentences or not sentence_ends)
+            bridgeable = not adjacent and token - last - 1 <= gap and not sentence_ends
+            if (joinable or bridgeable) and continues[token]:
                 token_runs[-1][1] = token
                 continue
         token_runs.append([token, token])
     spans = []
     for first, last in token_runs:
         start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
+        if decoding.trim_function_words:
+            end = without_dangling_words(text, start, end)
         if not WORD_CHARACTER.search(text, start, end):  # "!" or "..." alone is no fragment of an argument
             continue
         run_scores = token_scores[first: last + 1]
@@ -271,19 +285,48 @@ def last_safe_cut(scores: DocumentScores, decoding: Decoding) -> int | None:
     below_run = positions - np.maximum.accumulate(np.where(below, -1, positions))  # below-threshold tokens ending here
     offsets, text = scores.document.offsets, scores.text
     for cut in (np.flatnonzero(below_run[:-1] > decoding.span_gap_tokens) + 1)[::-1].tolist():
-        start = offsets[cut][0]
-        if not (start > 0 and WORD_CHARACTER.match(text[start - 1]) and WORD_CHARACTER.match(text[start])):
+        if not cuts_word(text, offsets[cut][0]):
             return cut
     return None
 
 
+def cuts_word(text: str, position: int) -> bool:
+    """Whether a span edge at `position` falls inside a word: between two word characters, or beside a
+    joiner between two ("pro|-terror", "pro-|terror")."""
+    if not 0 < position < len(text):
+        return False
+    before, after = text[position - 1], text[position]
+    if WORD_CHARACTER.match(before) and WORD_CHARACTER.match(after):
+        return True
+    if after in WORD_JOINERS:
+        return bool(WORD_CHARACTER.match(before)) and position + 1 < len(text) and bool(WORD_CHARACTER.match(text[position + 1]))
+    if before in WORD_JOINERS:
+        return bool(WORD_CHARACTER.match(after)) and position >= 2 and bool(WORD_CHARACTER.match(text[position - 2]))
+    return False
+
+
 def snap_to_words(text: str, start: int, end: int) -> tuple[int, int]:
     """Grow a span to whole words: the tagger works on word pieces, annotators on words."""
-    while start > 0 and WORD_CHARACTER.match(text[start - 1]) and WORD_CHARACTER.match(text[start]):
+    while cuts_word(text, start):
         start -= 1
-    while end < len(text) and WORD_CHARACTER.match(text[end]) and WORD_CHARACTER.match(text[end - 1]):
+    while cuts_word(text, end):
         end += 1
     return start, end
+
+
+def sentence_end_between(text: str, start: int, end: int) -> bool:
+    """Whether text[start:end] holds a sentence end (a line break, or a space after . ! ? just before it)."""
+    return SENTENCE_END.search(text, start, end) is not None
+
+
+def without_dangling_words(text: str, start: int, end: int) -> int:
+    """The span's end with dangling function words at its end left out ("corrupt and" -> "corrupt"); a span
+    of function words alone keeps its first."""
+    words = [(match.start(), match.end()) for match in WORD_PATTERN.finditer(text, start, end)]
+    while len(words) > 1 and text[words[-1][0]: words[-1][1]].lower() in DANGLING_WORDS:
+        words.pop()
+        end = words[-1][1]
+    return end
 
 
 def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding) -> np.ndarray:

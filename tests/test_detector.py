@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 from collections import Counter
+from collections.abc import Callable
 from pathlib import Path
 from dataclasses import asdict, replace
 
@@ -18,7 +19,7 @@ from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
-from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, decode, decode_spans, snap_to_words
+from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, cuts_word, decode, decode_spans, snap_to_words
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
@@ -43,6 +44,7 @@ def assert_well_formed(result, text: str) -> None:
         assert text[span.start: span.end] == span.text
         assert span.technique in TECHNIQUES
         assert 0.0 <= span.score <= 1.0 + 1e-9
+        assert not cuts_word(text, span.start) and not cuts_word(text, span.end), "a span edge inside a word"
         if (span.start, span.end) != previous_offsets:  # a span may carry several techniques
             assert span.start >= previous_end, "spans overlap or are out of order"
             previous_end, previous_offsets = span.end, (span.start, span.end)
@@ -456,6 +458,42 @@ def test_a_run_of_tokens_without_a_word_character_is_no_span(tiny_detector):
     assert decode_spans(only_punctuation, decoding) == []
     words_too = with_span_probabilities(scores, [0.9] * len(punctuation), never_begins)
     assert [text[s:e] for s, e, _ in decode_spans(words_too, decoding)] == [text]
+
+
+def decoded_where_every_token_scores(detector, text: str, scoring: Callable[[str], float], **choices) -> list[str]:
+    """The spans' texts when each token scores scoring(token text) and never looks like a beginning."""
+    scores = detector.score([text])[0]
+    tokens = [text[start:end] for start, end in scores.document.offsets]
+    scores = with_span_probabilities(scores, [scoring(token) for token in tokens], [0.0] * len(tokens))
+    decoding = replace(detector.decoding, span_threshold=0.5, span_extension_margin=0.0, span_gap_tokens=0,
+                       span_temperature=1.0, technique_tag_mix=0.0, **choices)
+    return [text[start:end] for start, end, _ in decode_spans(scores, decoding)]
+
+
+def test_a_span_takes_in_the_whole_of_a_word_joined_by_a_hyphen_or_an_apostrophe(tiny_detector):
+    text = "They are pro-terror thugs who won't stop."
+    assert cuts_word(text, text.index("terror")) and cuts_word(text, text.index("-terror"))
+    assert not cuts_word(text, text.index(" thugs")) and not cuts_word(text, 0) and not cuts_word(text, len(text))
+    inside_words = decoded_where_every_token_scores(tiny_detector, text, lambda token: 0.9 if token in ("terror", "t")
+                                                    else 0.0)
+    assert inside_words == ["pro-terror", "won't"]
+
+
+def test_runs_are_cut_at_a_sentence_end_unless_the_decoding_joins_them(tiny_detector):
+    text = "Lies everywhere. Total lies now\nand forever"
+    everything = lambda token: 0.9  # noqa: E731
+    assert decoded_where_every_token_scores(tiny_detector, text, everything, join_across_sentences=True) == [text]
+    assert decoded_where_every_token_scores(tiny_detector, text, everything, join_across_sentences=False) == [
+        "Lies everywhere.", "Total lies now", "and forever"]
+
+
+def test_a_span_does_not_end_on_a_dangling_function_word_when_trimmed(tiny_detector):
+    text = "The corrupt and the evil of the"
+    everything = lambda token: 0.9  # noqa: E731
+    assert decoded_where_every_token_scores(tiny_detector, text, everything) == [text]
+    assert decoded_where_every_token_scores(tiny_detector, text, everything, trim_function_words=True) == [
+        "The corrupt and the evil"]
+    assert decoded_where_every_token_scores(tiny_detector, "and the", everything, trim_function_words=True) == ["and"]
 
 
 def test_word_counts_count_whole_words_case_and_punctuation_aside():

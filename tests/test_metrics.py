@@ -189,3 +189,18 @@ def merge_by_shared_characters(spans: list[tuple[int, int]]) -> list[tuple[int, 
 def test_merge_is_the_official_one_on_character_sets(spans):
     spans = [(start, start + length) for start, length in spans]
     assert merge_overlapping_spans(spans) == merge_by_shared_characters(spans)
+
+
+def test_span_shapes_count_edges_inside_words_sentence_ends_and_dangling_ends():
+    from persuasion.eval.metrics import span_shapes
+
+    text = "They are pro-terror thugs. They lie and cheat the voters of"
+    spans = [(text.index("terror"), text.index(" thugs")),  # "terror": its start cuts "pro-terror"
+             (text.index("thugs"), text.index(" lie")),  # "thugs. They": across a sentence end
+             (text.index("lie"), text.index(" cheat")),  # "lie and": ends on a dangling "and"
+             (text.index("cheat"), len(text)),  # "cheat the voters of": ends on "of"
+             (text.index("cheat"), len(text))]  # the same span again (another technique): counted once
+    shapes = span_shapes({"a": spans}, {"a": text})
+    assert shapes == {"spans": 4, "edge_inside_word": 0.25, "crosses_sentence_end": 0.25,
+                      "ends_on_function_word": 0.5, "median_characters": 9.0}
+    assert span_shapes({"a": []}, {"a": text}) == {"spans": 0}

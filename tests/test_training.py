@@ -445,7 +445,8 @@ def test_sweep_trains_each_variant_ranks_them_on_validation_and_resumes(tmp_path
     assert [row["selection"] for row in trained] == sorted((row["selection"] for row in trained), reverse=True)
     for row in trained:
         report = json.loads((output / row["variant"] / "checkpoint" / "validation.json").read_text())
-        assert row["selection"] == report["validation"]["si"]["f1"] + report["validation"]["tc_micro_f1"]
+        validation = report["validation"]
+        assert row["selection"] == validation["si"]["f1"] + validation["tc_micro_f1"] + validation["flc_f1"]
         assert row["trained_on"] == report["trained_on"]
         dev = json.loads((output / row["variant"] / "dev" / "metrics.json").read_text())
         assert row["report"] == {"split": "dev", "si_f1": dev["si"]["f1"], "tc_micro_f1": dev["tc"]["micro_f1"],

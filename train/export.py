@@ -16,7 +16,7 @@ from pathlib import Path
 
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import (METRICS_FILE, SETTINGS_FILE, SHIPPED_DIR, SHIPPED_NAMES, checkpoint_files,
-                                         held_out_ids, read_validation_report, validation_selection)
+                                         SELECTION, held_out_ids, read_validation_report, validation_selection)
 
 # A smaller gain is a tie: one of the validation split's ~660 gold fragments classified differently
 # already moves TC micro-F1 by ~0.0015, so 0.005 is about three fragments' worth. The default model must
@@ -62,7 +62,7 @@ def check_gain(source: Path, shipped: Path, margin: float) -> None:
                               "compare; train with the same split_seed and validation_fraction, or pass --force")
     new, old = validation_selection(new_report), validation_selection(shipped_report)
     if new < old + margin:
-        raise PersuasionError(f"{source}: validation SI F1 + TC micro-F1 {new:.4f} is not above {shipped}'s "
+        raise PersuasionError(f"{source}: validation {SELECTION} {new:.4f} is not above {shipped}'s "
                               f"{old:.4f} by {margin}; pass --force to replace it anyway")
 
 

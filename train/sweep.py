@@ -5,7 +5,7 @@
 A sweep file names the recipe every variant starts from and, per variant, the recipe keys it
 changes. Each variant is one `persuasion train` process with its own run folder and log; the
 ranking reads the validation.json each run wrote, so it is the same selection `persuasion export`
-applies (validation SI F1 + TC micro-F1 after tuning). A variant whose checkpoint is already
+applies (validation SI F1 + TC micro-F1 + FLC F1 after tuning). A variant whose checkpoint is already
 there is kept and one killed mid-run is resumed (`persuasion train --resume`), so a sweep killed
 mid-run carries on where it stopped. `--report dev` also benchmarks
 every ranked variant on dev, after the ranking and beside it: how far validation's choice carries.
@@ -145,6 +145,7 @@ def ranking(variants: dict[str, dict], output: Path, failed: set[str]) -> list[d
                      "validation_si_f1": report["validation"]["si"]["f1"],
                      "validation_tc_micro_f1": report["validation"]["tc_micro_f1"],
                      "validation_tc_macro_f1": report["validation"]["tc_macro_f1"],
+                     "validation_flc_f1": report["validation"]["flc_f1"],
                      "selection": validation_selection(report)})
     return sorted(rows, key=lambda row: -row.get("selection", float("-inf")))
 
@@ -174,15 +175,15 @@ def report_split(rows: list[dict], output: Path, data_dir: str, split: str) -> N
 def ranking_table(rows: list[dict]) -> str:
     split = next((row["report"]["split"] for row in rows if "report" in row), None)
     extra = f" {split} SI F1 | {split} TC micro-F1 |" if split else ""
-    lines = ["| variant | changes | minutes | val SI F1 | val TC micro-F1 | SI + TC |" + extra,
-             "| --- | --- | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if split else "")]
+    lines = ["| variant | changes | minutes | val SI F1 | val TC micro-F1 | val FLC F1 | SI + TC + FLC |" + extra,
+             "| --- | --- | ---: | ---: | ---: | ---: | ---: |" + (" ---: | ---: |" if split else "")]
     for row in rows:
         changes = ", ".join(f"{key}={value}" for key, value in row["changes"].items()) or "(the recipe)"
         if row.get("failed"):
-            lines.append(f"| {row['variant']} | {changes} | failed | | | |" + (" | |" if split else ""))
+            lines.append(f"| {row['variant']} | {changes} | failed | | | | |" + (" | |" if split else ""))
             continue
         line = (f"| {row['variant']} | {changes} | {row['train_minutes']:.2f} | {row['validation_si_f1']:.4f} "
-                f"| {row['validation_tc_micro_f1']:.4f} | {row['selection']:.4f} |")
+                f"| {row['validation_tc_micro_f1']:.4f} | {row['validation_flc_f1']:.4f} | {row['selection']:.4f} |")
         if split:
             line += f" {row['report']['si_f1']:.4f} | {row['report']['tc_micro_f1']:.4f} |"
         lines.append(line)

@@ -20,10 +20,10 @@ import numpy as np
 
 from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
-from persuasion.model.checkpoint import selection_score
+from persuasion.model.checkpoint import SELECTION, selection_score
 from persuasion.train.calibration import fit_calibration
 from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, decode, span_candidates
-from persuasion.model.decoding import head_probabilities, repetition_weight
+from persuasion.model.decoding import head_probabilities, repetition_weight, technique_spans
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
@@ -31,6 +31,10 @@ SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
 REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
 TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tagger's p(inside) in the token score
+# (join_across_sentences, trim_function_words): how spans are cut, as Decoding has them
+SPAN_SHAPES = ((True, False), (True, True), (False, False), (False, True))
+FULL_TASK_TRIALS = 40  # span decodings with the best SI F1 that are also scored on FLC F1
+SECOND_TECHNIQUE_THRESHOLDS = (0.0, 0.5, 0.4, 0.3, 0.25, 0.2)  # p(technique) giving a span a second one (0: none)
 
 log = logging.getLogger(__name__)
 
@@ -48,17 +52,19 @@ def hardware(device: str) -> str:
 
 
 def validation_scores(detector, articles: list[Article]) -> dict:
-    """SI F1 at the best threshold and margin and TC micro-F1 on gold spans: what training selects on.
+    """SI F1 at the best threshold and margin, TC micro-F1 on gold spans and FLC F1 of that decoding: what
+    training selects on.
 
-    The technique tagger's mix and the span gap are fitted once, by the tuning that ends training:
-    searching them at every epoch would multiply the decoding done there.
+    The technique tagger's mix, the span gap and the span shape are fitted once, by the tuning that ends
+    training: searching them at every epoch would multiply the decoding done there.
     """
     scores = score_articles(detector, articles)
     decoding, si = best_span_threshold(scores, articles, detector.decoding, margins=SPAN_EXTENSION_MARGINS)
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), technique_gold(articles))
     result = {"si_f1": si["f1"], "si_threshold": decoding.span_threshold,
               "span_extension_margin": decoding.span_extension_margin,
-              "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"]}
+              "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
+              "flc_f1": flc_f1(detector, scores, articles, decoding)}
     return result | {"selection": selection_score(result)}
 
 
@@ -69,13 +75,23 @@ def score_articles(detector, articles: list[Article]) -> list[DocumentScores]:
             for article, scores in zip(articles, detector.score_windows([article.text for article in articles]))]
 
 
-def best_span_threshold(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
-                        gaps: tuple[int, ...] | None = None, margins: tuple[float, ...] | None = None
-                        ) -> tuple[Decoding, dict]:
-    """The decoding with the best validation SI F1 over span thresholds and, where given, span gaps and
-    extension margins (each kept as `decoding` has it where not given); and its SI scores."""
+def flc_f1(detector, scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
+    """Validation FLC F1 of a decoding: its spans, each with its technique (the network classifies the spans it
+    has not seen yet)."""
+    predicted = {}
+    for article, document in zip(articles, scores):
+        detector.classify_candidates(document, [decoding])
+        predicted[article.article_id] = [(s.start, s.end, s.technique) for s in technique_spans(document, decoding)]
+    return flc_scores(predicted, technique_gold(articles))["f1"]
+
+
+def span_trials(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
+                gaps: tuple[int, ...] | None = None, margins: tuple[float, ...] | None = None
+                ) -> list[tuple[dict, Decoding]]:
+    """(SI scores, decoding) for every span threshold and, where given, span gap and extension margin (each
+    kept as `decoding` has it where not given), best validation SI F1 first."""
     gold = span_gold(articles)
-    best, best_si = decoding, {"f1": -1.0}
+    trials = []
     for gap in gaps if gaps is not None else (decoding.span_gap_tokens,):
         for extension in SPAN_THRESHOLDS:
             # Runs down to the extension threshold, decoded once; each margin keeps those whose peak reaches it.
@@ -86,28 +102,42 @@ def best_span_threshold(scores: list[DocumentScores], articles: list[Article], d
                 threshold = round(float(extension) + margin, 3)
                 predicted = {article_id: [(s, e) for s, e, _, peak in spans if peak >= threshold]
                              for article_id, spans in candidates.items()}
-                si = si_scores(predicted, gold)
-                if si["f1"] > best_si["f1"]:
-                    best, best_si = replace(lowest, span_threshold=threshold, span_extension_margin=float(margin)), si
-    return best, best_si
+                trials.append((si_scores(predicted, gold),
+                               replace(lowest, span_threshold=threshold, span_extension_margin=float(margin))))
+    return sorted(trials, key=lambda trial: -trial[0]["f1"])  # stable: ties keep the search order
 
 
-def best_span_decoding(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
-                       technique_tagger: bool) -> tuple[Decoding, dict, dict[float, float]]:
-    """The full search of span decoding on validation: threshold, gap, extension margin and, where the
-    network kept its technique tagger, the tagger's mix.
+def best_span_threshold(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
+                        gaps: tuple[int, ...] | None = None, margins: tuple[float, ...] | None = None
+                        ) -> tuple[Decoding, dict]:
+    """The decoding with the best validation SI F1 of `span_trials`, and its SI scores."""
+    si, best = span_trials(scores, articles, decoding, gaps, margins)[0]
+    return best, si
 
-    Returns (the best decoding, its SI scores, the best validation SI F1 at each mix), the last to show
-    what the mix is worth.
+
+def best_span_decoding(detector, scores: list[DocumentScores], articles: list[Article], decoding: Decoding
+                       ) -> tuple[Decoding, dict, float, dict[float, float]]:
+    """The full search of span decoding on validation: threshold, gap, extension margin, span shape and, where
+    the network kept its technique tagger, the tagger's mix. The FULL_TASK_TRIALS decodings with the best SI F1
+    are then ranked by SI F1 + FLC F1 (TC on gold spans does not depend on them): a decoding that wins SI with
+    long spans under one label loses there.
+
+    Returns (the best decoding, its SI scores, its FLC F1, the best validation SI F1 at each mix), the last to
+    show what the mix is worth.
     """
-    best, by_mix = None, {}
-    for mix in TECHNIQUE_TAG_MIXES if technique_tagger else (0.0,):
-        trial, si = best_span_threshold(scores, articles, replace(decoding, technique_tag_mix=mix), SPAN_GAPS,
-                                        SPAN_EXTENSION_MARGINS)
-        by_mix[mix] = si["f1"]
-        if best is None or si["f1"] > best[1]["f1"]:  # ties keep the smaller mix
-            best = (trial, si)
-    return best[0], best[1], by_mix
+    trials, by_mix = [], {}
+    for mix in TECHNIQUE_TAG_MIXES if detector.settings.technique_tagger else (0.0,):
+        for join_across_sentences, trim_function_words in SPAN_SHAPES:
+            shaped = replace(decoding, technique_tag_mix=mix, join_across_sentences=join_across_sentences,
+                             trim_function_words=trim_function_words)
+            trials += span_trials(scores, articles, shaped, SPAN_GAPS, SPAN_EXTENSION_MARGINS)
+        by_mix[mix] = max(si["f1"] for si, trial in trials if trial.technique_tag_mix == mix)
+    best = None
+    for si, trial in sorted(trials, key=lambda trial: -trial[0]["f1"])[:FULL_TASK_TRIALS]:
+        flc = flc_f1(detector, scores, articles, trial)
+        if best is None or si["f1"] + flc > best[1]["f1"] + best[2]:  # ties keep the better SI
+            best = (trial, si, flc)
+    return *best, by_mix
 
 
 def classify_gold_spans(scores: list[DocumentScores], articles: list[Article], decoding: Decoding
@@ -138,7 +168,7 @@ def fit_temperature(log_probabilities: np.ndarray, targets: np.ndarray, log_weig
 
 
 def choose_window_stride(detector, articles: list[Article], decoding: Decoding) -> tuple[int, list[DocumentScores]]:
-    """Keep the recipe's inference stride or a denser one (~1.5x the compute), by validation SI F1 + TC micro-F1.
+    """Keep the recipe's inference stride or a denser one (~1.5x the compute), by the validation selection score.
 
     Returns the chosen stride and the validation scores at it.
     """
@@ -146,12 +176,12 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding) 
     selection, scores_by_stride = {}, {}
     for trial in sorted({stride, max(1, stride * 2 // 3)}, reverse=True):
         scores = scores_by_stride[trial] = score_articles(detector.with_stride(trial), articles)
-        _, si, _ = best_span_decoding(scores, articles, decoding, detector.settings.technique_tagger)
+        _, si, flc, _ = best_span_decoding(detector, scores, articles, decoding)
         tc = tc_scores(classify_gold_spans(scores, articles, decoding), technique_gold(articles))
-        selection[trial] = si["f1"] + tc["micro_f1"]
+        selection[trial] = selection_score({"si_f1": si["f1"], "tc_micro_f1": tc["micro_f1"], "flc_f1": flc})
     # Ties go to the sparser (faster) stride.
     chosen = max(selection, key=lambda trial: (round(selection[trial], 6), trial))
-    log.info(f"inference stride {chosen}: validation SI F1 + TC micro-F1 by stride {selection}")
+    log.info(f"inference stride {chosen}: validation {SELECTION} by stride {selection}")
     return chosen, scores_by_stride[chosen]
 
 
@@ -215,21 +245,26 @@ def tune_detector(detector, articles: list[Article]):
     decoding = replace(decoding, repetition_boost=max(REPETITION_BOOSTS, key=lambda boost: (tc_by_boost[boost], -boost)))
     log.info(f"repetition boost {decoding.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
 
-    decoding, si, si_by_mix = best_span_decoding(scores, articles, decoding, detector.settings.technique_tagger)
+    decoding, si, _, si_by_mix = best_span_decoding(detector, scores, articles, decoding)
     log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "
-             f"gap {decoding.span_gap_tokens} tokens, technique tagger mix {decoding.technique_tag_mix} "
+             f"gap {decoding.span_gap_tokens} tokens, technique tagger mix {decoding.technique_tag_mix}, "
+             f"across sentences {decoding.join_across_sentences}, trim {decoding.trim_function_words} "
              f"(validation SI F1 by mix {si_by_mix}): validation SI {si}")
     for document in scores:  # the spans are now chosen: the repetition rule and calibration only relabel them
         detector.classify_candidates(document, [decoding])
 
-    flc_by_rule = {}
-    for rule in (False, True):
-        trial = replace(decoding, repetition_rule=rule)
-        predicted = {a.article_id: [(s.start, s.end, s.technique) for s in decode(document, trial).spans]
-                     for a, document in zip(articles, scores)}
-        flc_by_rule[rule] = flc_scores(predicted, gold)["f1"]
+    flc_by_rule = {rule: flc_f1(detector, scores, articles, replace(decoding, repetition_rule=rule))
+                   for rule in (False, True)}
     decoding = replace(decoding, repetition_rule=flc_by_rule[True] > flc_by_rule[False])
     log.info(f"repetition rule: FLC F1 without {flc_by_rule[False]:.4f}, with {flc_by_rule[True]:.4f}")
+
+    # One fragment may carry two techniques, as in the gold: a second one above a threshold, if FLC gains.
+    flc_by_second = {threshold: flc_f1(detector, scores, articles, replace(
+        decoding, technique_thresholds=dict.fromkeys(detector.techniques, threshold) if threshold else {}))
+        for threshold in SECOND_TECHNIQUE_THRESHOLDS}
+    second = max(SECOND_TECHNIQUE_THRESHOLDS, key=lambda threshold: (flc_by_second[threshold], threshold))
+    decoding = replace(decoding, technique_thresholds=dict.fromkeys(detector.techniques, second) if second else {})
+    log.info(f"second technique above {second or 'never'}: validation FLC F1 by threshold {flc_by_second}")
 
     decoding, calibration = fit_calibration(scores, articles, decoding)
     decoding = replace(decoding, min_score=chosen_min_score)  # the user's choice, not tuning's
@@ -239,7 +274,7 @@ def tune_detector(detector, articles: list[Article]):
 
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), gold)
     report = {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
-              "flc_f1": max(flc_by_rule.values()), "window_stride": stride,
+              "flc_f1": flc_by_second[second], "window_stride": stride,
               "si_f1_by_technique_tag_mix": si_by_mix, "calibration": calibration, "decoding": decoding.to_dict()}
     return detector.with_stride(stride).with_decoding(decoding), report
 

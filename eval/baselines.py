@@ -16,7 +16,7 @@ import numpy as np
 
 from persuasion.corpus import Article, read_ptc_articles, split_by_article
 from persuasion.eval.metrics import si_scores
-from persuasion.eval.systems import Predictions
+from persuasion.eval.predictions import Predictions
 from persuasion.model.decoding import rank_for_occurrences
 
 VALIDATION_FRACTION, SPLIT_SEED = 0.1, 13  # as the training recipes hold out

@@ -1,42 +1,19 @@
 """Systems the benchmark can score: a trained checkpoint or one of the classical baselines.
 
-Every system answers the three SemEval tasks for a list of articles at once:
-SI (which fragments), TC (which technique for each given fragment occurrence) and FLC
-(fragments with their techniques).
+What each answers, for a list of articles at once, is eval/predictions.py's Predictions.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Protocol
 
 from persuasion.corpus import Article
 from persuasion.errors import PersuasionError
+from persuasion.eval import baselines
+from persuasion.eval.predictions import Predictions, System
 
 BASELINES = ("majority", "tfidf")
-
-
-@dataclass
-class Predictions:
-    si: dict[str, list[tuple[int, int]]] = field(default_factory=dict)
-    tc: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)  # one per span occurrence, in order
-    flc: dict[str, list[tuple[int, int, str]]] = field(default_factory=dict)
-    # For calibration, None when a system has no scores: the confidence of each TC answer
-    # (articles in order, then lines in order), the score of each FLC span (in flc's order) and
-    # (start, end, score) of each sentence.
-    tc_confidence: list[float] | None = None
-    span_scores: dict[str, list[float]] | None = None
-    sentence_scores: dict[str, list[tuple[int, int, float]]] | None = None
-
-
-class System(Protocol):
-    name: str
-    precision: str | None  # what a checkpoint computes in (model/precision.py); None for a baseline
-
-    def predict(self, articles: list[Article], progress: Callable[[int], None]) -> Predictions:
-        """Answer SI, TC and FLC for `articles`; call progress(n) as n more articles are done."""
 
 
 class DetectorSystem:
@@ -80,8 +57,6 @@ def predict_with(detector, decoding, articles: list[Article], progress: Callable
 def load_system(name: str | None, data_dir: str | Path, train_split: str = "train", precision: str = "auto") -> System:
     """A baseline's name, or a model (a shipped model's name, None for the default, or a checkpoint folder) in
     `precision`."""
-    from persuasion.eval import baselines
-
     if precision != "auto" and name in BASELINES:
         raise PersuasionError(f"--precision applies to checkpoints, not to the {name} baseline")
     if name == "majority":

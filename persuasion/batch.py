@@ -4,7 +4,7 @@ Records are appended in input order and flushed one at a time, so after a crash 
 what was written, checks it against the first inputs, drops a half-written tail and scores only
 the rest. `--shard K/N` scores the documents whose index % N == K - 1; every record carries its
 index, so shard outputs merged by index equal an unsharded run. `--engine ray` hands the same
-documents, scorer and records to Ray Data instead (persuasion/distributed.py).
+documents, scorer and records (persuasion/records.py) to Ray Data instead (persuasion/distributed.py).
 """
 
 from __future__ import annotations
@@ -19,20 +19,19 @@ import sys
 import tempfile
 from collections.abc import Iterable, Iterator
 from contextlib import nullcontext
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 from pathlib import Path
 
-from persuasion.errors import ExitStatus, PersuasionError, exit_status_help
+from persuasion.errors import PersuasionError, exit_status_help
 from persuasion.extras import require_ray_extra
 from persuasion.inputs import Document, Source, count_documents, find_sources, read_documents
+from persuasion.records import Scored, exit_status, plural, record_of, score_documents
 from persuasion.result import DetectionResult
 
 FORMATS = ("jsonl", "csv", "html", "text", "parquet")  # parquet: --engine ray only
 FORMAT_BY_SUFFIX = {".jsonl": "jsonl", ".csv": "csv", ".html": "html", ".htm": "html", ".txt": "text"}
 FEW_DOCUMENTS = 20  # below this a progress bar is noise
 RAY_OPTIONS = ("--address", "--actors", "--cpus-per-actor", "--gpus-per-actor", "--records-per-file")
-
-Scored = tuple[Document, DetectionResult | None]  # the result is None for a document with an error
 
 
 def add_arguments(parser) -> None:
@@ -119,18 +118,6 @@ def launcher_rank() -> tuple[int, int] | None:
 
 class ResumeError(PersuasionError):
     """The existing output cannot be continued."""
-
-
-def record_of(document: Document, result: DetectionResult | None) -> dict:
-    """The record of one document, as both engines write it: its spans, sentences and summary, or its error."""
-    record = {"id": document.id, "index": document.index, "source": document.source}
-    if result is None:
-        record["error"] = document.error
-    else:
-        if document.extractor:  # a web page: say which text the offsets index, and what took it out of the page
-            record["extractor"] = document.extractor
-        record.update(result.to_dict(include_text=document.extractor is not None))
-    return record
 
 
 class JsonlRecords:
@@ -317,17 +304,6 @@ def run(args) -> int:
     return exit_status(written, failed)
 
 
-def exit_status(written: int, failed: int) -> ExitStatus:
-    """Of the documents this run wrote: all scored, some with an error record, or every one with an error record."""
-    if not failed:
-        return ExitStatus.OK
-    return ExitStatus.NONE_SCORED if failed == written else ExitStatus.SOME_FAILED
-
-
-def plural(count: int, noun: str) -> str:
-    return f"{count} {noun}" if count == 1 else f"{count} {noun}s"
-
-
 def destination(args) -> tuple[Path | None, str, Shard, str | None]:
     """(output file or None for stdout, record format, this process's shard, device or None)."""
     output = Path(args.output) if args.output else None
@@ -404,42 +380,6 @@ def load_detector(model: str | None, device: str | None, precision: str):
     from persuasion.model.detector import Detector  # torch loads slowly: not for input errors or --help
 
     return Detector.load(model, device=device, precision=precision)
-
-
-def score_documents(detector, documents: Iterable[Document], batch_size: int, long_document=None
-                    ) -> Iterator[Scored]:
-    """(document, result) in input order; long_document(characters done, characters) hears how a long one goes."""
-    group_size = max(1, batch_size // 4)  # as many documents as Detector.detect_many analyses together
-    group: list[Document] = []
-    for document in documents:
-        group.append(document)
-        if sum(member.error is None for member in group) >= group_size:
-            yield from score_group(detector, group, batch_size, long_document)
-            group = []
-    yield from score_group(detector, group, batch_size, long_document)
-
-
-def score_group(detector, group: list[Document], batch_size: int, long_document=None) -> Iterator[Scored]:
-    scorable = [document for document in group if document.error is None]
-    try:
-        results = list(detector.detect_many([document.text for document in scorable], batch_size, long_document))
-    except Exception:  # one document the model cannot take must not cost the others: score each alone
-        results = [detect_alone(detector, document.text) for document in scorable]
-    outcomes = iter(results)
-    for document in group:
-        result = next(outcomes) if document.error is None else None
-        if isinstance(result, str):
-            yield replace(document, text=None, error=result), None
-        else:
-            yield document, result
-
-
-def detect_alone(detector, text: str) -> DetectionResult | str:
-    try:
-        return detector.detect(text)
-    except Exception as error:
-        detail = (str(error).strip().splitlines() or [""])[0]
-        return f"the model failed on this document: {type(error).__name__}" + (f": {detail}" if detail else "")
 
 
 def append_records(scored: Iterable[Scored], records, output: Path | None) -> tuple[int, int]:

@@ -5,9 +5,9 @@ Three streaming stages, the same on a laptop and on a cluster:
 - read: each input file is read in a Ray task by the local engine's row readers (persuasion.inputs), so a
   malformed row is an error record with the same id and index as there. Ray's own JSON and CSV readers
   stop the whole job at one bad row; per-row input errors are the one part Ray Data does not do for us.
-- score: an actor pool; each actor loads the detector once and scores blocks of documents with the local
-  engine's `score_documents`, and `record_of` makes the records. A killed actor is restarted by Ray and its
-  block scored again.
+- score: an actor pool; each actor loads the detector once and scores blocks of documents with
+  `score_documents`, as the local engine does, and `record_of` makes the records (persuasion/records.py). A
+  killed actor is restarted by Ray and its block scored again.
 - write: each group of records becomes one shard, `part-<smallest index>.jsonl` or `.parquet`, written under a
   temporary name and renamed, so a shard is complete or absent. A write task that Ray retries writes the same
   records under the same name, so a record is never written twice.
@@ -36,11 +36,11 @@ import pyarrow as pa  # noqa: E402
 import pyarrow.parquet as parquet  # noqa: E402
 import ray  # noqa: E402
 
-from persuasion.batch import exit_status, plural, record_of, score_documents  # noqa: E402
 from persuasion.errors import PersuasionError  # noqa: E402
 from persuasion.inputs import (Document, InputError, Source, count_documents, find_sources,  # noqa: E402
                                read_documents, row_document, row_id)
 from persuasion.model.precision import check_precision  # noqa: E402
+from persuasion.records import exit_status, plural, record_of, score_documents  # noqa: E402
 
 OUTPUT_FORMATS = ("jsonl", "parquet")
 JOB_FILE = "_job.json"  # what the shards are the records of (--resume checks it); "_": Parquet readers skip it
@@ -54,7 +54,7 @@ SPAN = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("text", pa.string
                   ("score", pa.float64())])
 SENTENCE = pa.struct([("start", pa.int64()), ("end", pa.int64()), ("score", pa.float64())])
 TECHNIQUE_SUMMARY = pa.struct([("technique", pa.string()), ("count", pa.int64()), ("max_score", pa.float64())])
-# The fields of batch.record_of; a scored record has null error, an error record null spans, sentences, summary.
+# The fields of records.record_of; a scored record has null error, an error record null spans, sentences, summary.
 RECORD_SCHEMA = pa.schema([("id", pa.string()), ("index", pa.int64()), ("source", pa.string()),
                            ("spans", pa.list_(SPAN)), ("sentences", pa.list_(SENTENCE)),
                            ("summary", pa.list_(TECHNIQUE_SUMMARY)), ("error", pa.string())])

@@ -36,13 +36,12 @@ from starlette.exceptions import HTTPException as StarletteHTTPException
 from persuasion import __version__
 from persuasion.errors import PersuasionError
 from persuasion.highlight import STYLESHEET, legend_html, result_html
-from persuasion.limits import MAX_DOCUMENT_CHARACTERS
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS, MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 from persuasion.model.checkpoint import SHIPPED_NAMES
 from persuasion.named_models import load_model
 from persuasion.pages import (PageError, RefusedAddress, article_text, extractor_name, fetch_page, non_public_address,
                               page_text)
 from persuasion.result import DetectionResult, SentenceScore, Span
-from persuasion.web import MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 
 MAX_CLASSIFY_SPANS = 1_000
 # Texts up to this many characters (a page or two: a few windows) take the short lane, longer ones the long lane.

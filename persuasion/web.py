@@ -16,15 +16,10 @@ import sys
 import threading
 
 from persuasion.errors import PersuasionError
-from persuasion.limits import MAX_DOCUMENT_CHARACTERS
+from persuasion.limits import MAX_DOCUMENT_CHARACTERS, MAX_QUEUE, MAX_REQUEST_BYTES, MAX_TEXT_CHARS
 
 DEFAULT_HOST = "127.0.0.1"  # this machine only; pass --host 0.0.0.0 to serve the network
 DEFAULT_PORT = 8000
-# A request's text, at most: about 30 news articles, answered in seconds. A server may allow up to the limit of
-# one document (persuasion.limits, minutes each); while the one inference thread works, other requests wait.
-MAX_TEXT_CHARS = 200_000
-MAX_REQUEST_BYTES = 2_000_000
-MAX_QUEUE = 64  # requests waiting for or holding the model; more get 503
 SHUTDOWN_GRACE_S = 2
 
 

@@ -13,6 +13,7 @@ import torch
 from persuasion.corpus import read_articles, split_by_article
 from persuasion.errors import PersuasionError
 from persuasion.model.windows import WindowFraming
+from persuasion.train.distil import attach_teacher_targets
 from persuasion.train.features import collate, cut_windows, encode_article
 from persuasion.train.recipe import Recipe
 
@@ -43,8 +44,6 @@ def prepare_data(recipe: Recipe, tokenizer, techniques: list[str], processes: in
         log.info(f"{len(memes)} meme texts added for the technique head")
     teacher_report = None
     if recipe.distil_mix > 0:
-        from persuasion.train.distil import attach_teacher_targets
-
         # Only the training texts: the teacher never sees the validation split.
         taught = [train_articles] + ([memes] if recipe.distil_memes else [])
         teacher_report = attach_teacher_targets(recipe, taught, encoded[:sum(map(len, taught))], techniques)

@@ -1,9 +1,5 @@
-"""`persuasion distil`: train the fast model on the gold and on what a large model says about the same text.
-
-    persuasion distil --config configs/minilm-distil.yaml --data ../shared/data/ptc-semeval2020  # teacher: the default model
-    persuasion distil --resume runs/minilm-distil      # after the run above was killed
-    persuasion distil --teacher runs/mpnet-cpu/checkpoint --config configs/minilm-distil.yaml \
-        --data ../shared/data/ptc-semeval2020          # another teacher
+"""Distillation's teacher: what a trained model says about the training texts, for `persuasion distil`
+(train/distil_command.py) and any recipe that names a teacher.
 
 The teacher (a checkpoint folder, any tokenizer) reads every training text once, in overlapping windows
 at its own inference stride, and its outputs are cached on disk: per teacher token, log p(O/B/I) and the
@@ -38,33 +34,6 @@ DEFAULT_CACHE_DIR = "teacher"  # inside the run folder
 TEACHER_BATCH = 32  # windows per forward pass of the teacher
 
 log = logging.getLogger(__name__)
-
-
-def add_arguments(parser) -> None:
-    from persuasion.train.loop import add_arguments as add_training_arguments
-
-    add_training_arguments(parser)
-    parser.add_argument("--teacher", metavar="CHECKPOINT",
-                        help="the checkpoint folder or shipped model (default, fast) to learn from "
-                             "(sets the recipe's teacher)")
-    parser.add_argument("--teacher-cache", metavar="DIR",
-                        help="folder of the teacher's cached outputs, to share between runs (default: teacher/ "
-                             "in the run folder)")
-
-
-def run(args) -> int:
-    from persuasion.train.loop import recipe_from_arguments, train
-
-    overrides = {key: value for key, value in (("teacher", args.teacher), ("teacher_cache", args.teacher_cache))
-                 if value}
-    recipe = recipe_from_arguments(args, overrides)
-    if not recipe.teacher:
-        raise PersuasionError("give --teacher CHECKPOINT: the trained checkpoint folder to distil")
-    if recipe.distil_mix == 0:
-        raise PersuasionError("the recipe's distil_mix is 0, so the teacher would be ignored: set it "
-                              "(e.g. --set distil_mix=0.5), or use `persuasion train`")
-    train(recipe, resume=bool(args.resume))
-    return 0
 
 
 # What the teacher says, per text

@@ -17,7 +17,8 @@ from pathlib import Path
 
 from persuasion.corpus import Article, read_articles, span_gold, technique_gold
 from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits, span_shapes
-from persuasion.eval.systems import Predictions, load_system
+from persuasion.eval.predictions import Predictions
+from persuasion.eval.systems import load_system
 from persuasion.model.precision import PRECISIONS
 
 

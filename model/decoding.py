@@ -45,6 +45,9 @@ class Decoding:
     technique_temperature: float = 1.0  # flattens or sharpens p(technique | span)
     technique_tag_mix: float = 0.0  # token score = (1 - mix) p(inside) + mix p(token in any technique's span)
     technique_thresholds: Mapping[str, float] = field(default_factory=dict)  # second labels for a span above these
+    # p(technique) = (1 - mix) head's + mix context classifier's (model/context.py), where the checkpoint has one
+    context_mix: float = 0.0
+    context_temperature: float = 1.0  # flattens or sharpens the context classifier's p(technique | span)
     repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
     repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
     join_across_sentences: bool = True  # a run of tokens continues over a sentence end (False: it is cut there)
@@ -158,6 +161,8 @@ class DocumentScores:
     # (start, end) -> the technique head's logits for that span (None: it has no token to classify); filled by
     # the network's span stage (Detector.classify_candidates), a cache: a span is classified once
     span_logits: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict, repr=False)
+    # (start, end) -> the context classifier's logits, for a checkpoint that has one; filled alike, a cache too
+    context_logits: dict[tuple[int, int], np.ndarray | None] = field(default_factory=dict, repr=False)
     words: WordCounts | None = None  # of the whole text; made on first use
     _probabilities: dict = field(default_factory=dict, init=False, repr=False, compare=False)  # temperature -> (p_inside, p_begin)
 
@@ -330,8 +335,11 @@ def without_dangling_words(text: str, start: int, end: int) -> int:
 
 
 def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding) -> np.ndarray:
-    """p(technique) for each (start, end): the technique head's, weighed by whether the span's words recur."""
+    """p(technique) for each (start, end): the technique head's, mixed with the context classifier's where the
+    decoding says so, weighed by whether the span's words recur."""
     probabilities, classified = head_probabilities(scores, spans, decoding.technique_temperature)
+    if decoding.context_mix:
+        probabilities = mix_context(scores, spans, probabilities, decoding.context_mix, decoding.context_temperature)
     return weigh_repetition(scores.word_counts, scores.text, scores.techniques, spans, probabilities, classified,
                             decoding.repetition_boost)
 
@@ -350,6 +358,22 @@ def head_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], tem
         logits = np.stack([scores.span_logits[spans[row]] for row in known])
         probabilities[known] = softmax(logits, temperature)
     return probabilities, known
+
+
+def mix_context(scores: DocumentScores, spans: list[tuple[int, int]], probabilities: np.ndarray, mix: float,
+                temperature: float) -> np.ndarray:
+    """(1 - mix) x the head's p(technique) + mix x the context classifier's, for the spans it read (a span with
+    no token keeps the head's)."""
+    missing = [span for span in spans if span not in scores.context_logits]
+    if missing:
+        raise ValueError(f"span {missing[0]} was never read by a context classifier: a decoding with context_mix "
+                         "needs a checkpoint with one (Detector.classify_candidates reads the spans)")
+    mixed = probabilities.copy()
+    for row, span in enumerate(spans):
+        logits = scores.context_logits[span]
+        if logits is not None:
+            mixed[row] = (1.0 - mix) * probabilities[row] + mix * softmax(logits, temperature)
+    return mixed
 
 
 def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans: list[tuple[int, int]],

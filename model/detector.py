@@ -20,6 +20,7 @@ from persuasion.errors import PersuasionError
 from persuasion.limits import too_long
 from persuasion.model.checkpoint import (DetectorSettings, load_network, read_settings, resolve_model, save_weights,
                                          write_settings)
+from persuasion.model.context import CONTEXT_DIR, ContextClassifier
 from persuasion.model.decoding import Decoding, DocumentScores, decode, decode_spans, ranked, technique_probabilities
 from persuasion.model.network import PersuasionNetwork
 from persuasion.model.precision import apply_precision, choose_precision, native_bf16
@@ -33,8 +34,10 @@ class Detector:
     """Finds persuasion techniques: `Detector.load().detect(text)`."""
 
     def __init__(self, network: PersuasionNetwork, tokenizer, settings: DetectorSettings,
-                 decoding: Decoding = Decoding(), device: str = "cpu", precision: str = "fp32"):
+                 decoding: Decoding = Decoding(), device: str = "cpu", precision: str = "fp32",
+                 context: ContextClassifier | None = None):
         self.network = network.to(device).eval()
+        self.context = context  # a second technique classifier that reads each span in its context, if any
         self.tokenizer = tokenizer
         self.framing = WindowFraming.of(tokenizer)
         self.settings = settings
@@ -58,7 +61,11 @@ class Detector:
         chosen = choose_precision(precision, device, native_bf16(device))
         _, decoding = read_settings(directory)
         network, tokenizer, settings = load_network(directory)
-        return cls(apply_precision(network, chosen), tokenizer, settings, decoding, device, chosen)
+        context = None
+        if (directory / CONTEXT_DIR).is_dir():
+            context = ContextClassifier.load(directory / CONTEXT_DIR, device)
+            context.network = apply_precision(context.network, chosen)
+        return cls(apply_precision(network, chosen), tokenizer, settings, decoding, device, chosen, context)
 
     def save(self, directory: str | Path, half: bool = True) -> Path:
         """A checkpoint folder that `Detector.load(directory)` reads back: weights (fp16 unless half=False),
@@ -69,7 +76,15 @@ class Detector:
         self.tokenizer.save_pretrained(directory)
         save_weights(self.network, directory, half)
         write_settings(directory, self.settings, self.decoding)
+        if self.context is not None:
+            self.context.save(directory / CONTEXT_DIR)
         return directory
+
+    def with_context(self, context: ContextClassifier | None) -> "Detector":
+        """The same network with this context classifier (None: the head alone); decode with a context_mix."""
+        detector = copy.copy(self)
+        detector.context = context
+        return detector
 
     def with_decoding(self, decoding: Decoding) -> "Detector":
         """The same network under another decoding (the network is shared, not copied)."""
@@ -180,9 +195,13 @@ class Detector:
     def classify_candidates(self, scores: DocumentScores, decodings: Iterable[Decoding] = (),
                             spans: Sequence[tuple[int, int]] = ()) -> DocumentScores:
         """The network's second stage: the technique logits of every span each decoding finds and of the given
-        spans, added to `scores` (those already classified are not classified again); returns `scores`."""
+        spans, added to `scores` (those already classified are not classified again), and the context
+        classifier's where the detector has one; returns `scores`."""
         candidates = [(start, end) for decoding in decodings for start, end, _ in decode_spans(scores, decoding)]
         classify_spans(self.network, self.framing, scores, [*candidates, *spans], self.device)
+        if self.context is not None:
+            unread = [span for span in dict.fromkeys([*candidates, *spans]) if span not in scores.context_logits]
+            scores.context_logits.update(zip(unread, self.context.logits(scores.text, unread)))
         return scores
 
 

@@ -17,6 +17,8 @@ COMMANDS = {
     "train": ("persuasion.train.loop", "train a detector from a YAML recipe"),
     "distil": ("persuasion.train.distil_command",
                "train a detector on the gold and on a trained teacher checkpoint's outputs"),
+    "train-context": ("persuasion.train.context",
+                      "give a checkpoint a context classifier that reads each span again in its context, and tune it"),
     "tune": ("persuasion.train.tune", "tune a trained checkpoint's decoding again on its validation split"),
     "sweep": ("persuasion.train.sweep", "train variants of one recipe side by side and rank them on validation"),
     "export": ("persuasion.train.export", "make a trained checkpoint a shipped model and record its dev metrics"),
@@ -26,7 +28,7 @@ COMMANDS = {
     "serve": ("persuasion.web", "serve a local web page and JSON API"),
 }
 # Checked before these start, so a missing package is one line at once, not a traceback at the end of the work.
-NEEDS_TRAINING_EXTRAS = {"benchmark", "train", "distil", "tune", "sweep", "export"}
+NEEDS_TRAINING_EXTRAS = {"benchmark", "train", "distil", "train-context", "tune", "sweep", "export"}
 
 
 def build_parser(command: str | None = None) -> argparse.ArgumentParser:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import shutil
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -510,3 +511,54 @@ def test_touching_gold_spans_are_tagged_as_one_region():
     encoded = encode_article(article, tokenizer, list(TECHNIQUES))
     tags = {text[start:end]: tag for (start, end), tag in zip(encoded.document.offsets, encoded.tags) if end > start}
     assert (tags["Officials"], tags["lie"], tags["about"]) == (BEGIN, INSIDE, OUTSIDE)
+
+
+def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_and_its_mix_is_tuned(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    from safetensors.torch import load_file
+
+    from persuasion import Detector
+    from persuasion.corpus import read_ptc_articles
+    from persuasion.train.tune import CONTEXT_MIXES
+
+    data, checkpoint = train_tiny(tmp_path, "epochs: 1\n")
+    config = tmp_path / "context.yaml"
+    config.write_text(f"base_model: {checkpoint}\ncontext_tokens: 24\nbatch_size: 2\nepochs: 2\nsave_every_minutes: 0\n")
+    command = [sys.executable, "-m", "persuasion.cli", "train-context"]
+    whole, killed = (Path(shutil.copytree(checkpoint, tmp_path / name)) for name in ("whole", "killed"))
+    subprocess.run([*command, str(whole), "--config", str(config), "--data", str(data), "--set",
+                    f"output_dir={tmp_path / 'run-whole'}"], check=True, capture_output=True)
+    killed_run = [*command, str(killed), "--config", str(config), "--data", str(data), "--set",
+                  f"output_dir={tmp_path / 'run-killed'}"]
+    process = subprocess.Popen(killed_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline, log = time.time() + 300, tmp_path / "run-killed" / "train.log"
+    while time.time() < deadline and process.poll() is None:
+        if log.is_file() and "after epoch 1, batch 3 " in log.read_text():
+            process.send_signal(signal.SIGKILL)
+            break
+        time.sleep(0.05)
+    assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
+    assert not (killed / "context").exists()
+    subprocess.run([*killed_run, "--resume"], check=True, capture_output=True)
+
+    expected, resumed = (load_file(folder / "context" / "model.safetensors") for folder in (whole, killed))
+    assert expected.keys() == resumed.keys() and all(torch.equal(expected[name], resumed[name]) for name in expected)
+    report = json.loads((killed / "validation.json").read_text())
+    assert [entry["epoch"] for entry in report["context_classifier"]["history"]] == [1, 2]
+    detector = Detector.load(killed, precision="fp32")
+    assert detector.context is not None and detector.decoding.context_mix in CONTEXT_MIXES
+    assert report["validation"]["decoding"]["context_mix"] == detector.decoding.context_mix
+    text = read_ptc_articles(data, "train")[0].text
+    spans = [(0, 12), (5, 30)]
+    head_alone = detector.with_context(None).with_decoding(replace(detector.decoding, context_mix=0.0))
+    mixed = detector.with_decoding(replace(detector.decoding, context_mix=0.5))
+    assert mixed.classify_spans(text, spans) != head_alone.classify_spans(text, spans)  # the classifier is read
+    with pytest.raises(ValueError, match="context classifier"):
+        head_alone.with_decoding(mixed.decoding).classify_spans(text, spans)
+
+    # resuming with another recipe is a one-line error
+    assert subprocess.run([*killed_run, "--resume", "--set", "epochs=3"], capture_output=True).returncode == 2

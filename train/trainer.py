@@ -140,6 +140,32 @@ class BestWeights:
         self.state = dict(state)
 
 
+def save_run_state(accelerator, output_dir: Path, progress: Progress) -> None:
+    """accelerate's state (weights, optimiser, random states and what the run registered, its progress among
+    them), written beside the last one and swapped in, so a kill at any moment leaves one whole state behind."""
+    target, fresh, stale = output_dir / STATE_DIR, output_dir / f"{STATE_DIR}.new", output_dir / f"{STATE_DIR}.old"
+    if accelerator.is_main_process:
+        shutil.rmtree(fresh, ignore_errors=True)
+    accelerator.save_state(str(fresh))
+    accelerator.wait_for_everyone()
+    if accelerator.is_main_process:
+        if target.exists():
+            target.rename(stale)
+        fresh.rename(target)
+        shutil.rmtree(stale, ignore_errors=True)
+        log.info(f"saved the run's state after epoch {progress.epoch}, batch {progress.batches_done} "
+                 f"(step {progress.step})")
+
+
+def load_run_state(accelerator, output_dir: Path) -> None:
+    for name in (STATE_DIR, f"{STATE_DIR}.old"):  # .old: killed between the two renames of save_run_state
+        if (output_dir / name).is_dir():
+            accelerator.load_state(str(output_dir / name))
+            log.info(f"resumed from {output_dir / name}")
+            return
+    raise PersuasionError(f"--resume {output_dir}: no saved state yet; start the run again without --resume")
+
+
 class Trainer:
     """One training run: builds everything from the recipe, in an order that makes a run reproducible from
     its seed, then trains, validates, saves and resumes it."""
@@ -278,29 +304,10 @@ class Trainer:
     # Saving
 
     def save_state(self) -> None:
-        """accelerate's state plus the progress, written beside the last one and swapped in, so a kill at any
-        moment leaves one whole state behind."""
-        accelerator, output_dir, progress = self.accelerator, self.output_dir, self.progress
-        target, fresh, stale = output_dir / STATE_DIR, output_dir / f"{STATE_DIR}.new", output_dir / f"{STATE_DIR}.old"
-        if accelerator.is_main_process:
-            shutil.rmtree(fresh, ignore_errors=True)
-        accelerator.save_state(str(fresh))
-        accelerator.wait_for_everyone()
-        if accelerator.is_main_process:
-            if target.exists():
-                target.rename(stale)
-            fresh.rename(target)
-            shutil.rmtree(stale, ignore_errors=True)
-            log.info(f"saved the run's state after epoch {progress.epoch}, batch {progress.batches_done} "
-                     f"(step {progress.step})")
+        save_run_state(self.accelerator, self.output_dir, self.progress)
 
     def load_state(self) -> None:
-        for name in (STATE_DIR, f"{STATE_DIR}.old"):  # .old: killed between the two renames of save_state
-            if (self.output_dir / name).is_dir():
-                self.accelerator.load_state(str(self.output_dir / name))
-                log.info(f"resumed from {self.output_dir / name}")
-                return
-        raise PersuasionError(f"--resume {self.output_dir}: no saved state yet; start the run again without --resume")
+        load_run_state(self.accelerator, self.output_dir)
 
     def save_checkpoint(self, checkpoint: Path) -> None:
         """The best weights as an fp16 checkpoint, tuned on validation as users will load it (main process)."""

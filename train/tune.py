@@ -34,6 +34,7 @@ TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tag
 # (join_across_sentences, trim_function_words): how spans are cut, as Decoding has them
 SPAN_SHAPES = ((True, False), (True, True), (False, False), (False, True))
 FULL_TASK_TRIALS = 40  # span decodings with the best SI F1 that are also scored on FLC F1
+CONTEXT_MIXES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)  # the context classifier's share of p(technique)
 SECOND_TECHNIQUE_THRESHOLDS = (0.0, 0.5, 0.4, 0.3, 0.25, 0.2)  # p(technique) giving a span a second one (0: none)
 
 log = logging.getLogger(__name__)
@@ -209,6 +210,19 @@ def fit_technique_temperature(scores: list[DocumentScores], articles: list[Artic
     return fit_temperature(np.concatenate(log_probabilities)[possible], targets[possible], log_weights[possible])
 
 
+def fit_context_temperature(scores: list[DocumentScores], articles: list[Article]) -> float:
+    """The context classifier's temperature, on the gold fragments' techniques."""
+    log_probabilities, targets = [], []
+    for article, document in zip(articles, scores):
+        for span in article.spans:
+            logits = document.context_logits.get((span.start, span.end))
+            if logits is not None:
+                shifted = logits - logits.max()
+                log_probabilities.append(shifted - np.log(np.exp(shifted).sum()))
+                targets.append(document.techniques.index(span.technique))
+    return fit_temperature(np.array(log_probabilities), np.array(targets)) if targets else 1.0
+
+
 def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], tokenizer) -> float:
     """The span tagger's temperature, on window-averaged O/B/I probabilities against the token tags."""
     from persuasion.train.features import encode_article
@@ -232,13 +246,21 @@ def tune_detector(detector, articles: list[Article]):
     chosen_min_score = detector.decoding.min_score
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
     decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0, repetition_boost=1.0,
-                       span_calibration=(), sentence_calibration=(), min_score=0.0)
+                       context_mix=0.0, context_temperature=1.0, span_calibration=(), sentence_calibration=(),
+                       min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
     log.info(f"temperatures: span {decoding.span_temperature}, technique {decoding.technique_temperature}")
 
     gold = technique_gold(articles)
+    if detector.context is not None:
+        decoding = replace(decoding, context_temperature=fit_context_temperature(scores, articles))
+        tc_by_mix = {mix: tc_scores(classify_gold_spans(scores, articles, replace(decoding, context_mix=mix)),
+                                    gold)["micro_f1"] for mix in CONTEXT_MIXES}
+        decoding = replace(decoding, context_mix=max(CONTEXT_MIXES, key=lambda mix: (tc_by_mix[mix], -mix)))
+        log.info(f"context classifier: temperature {decoding.context_temperature}, mix {decoding.context_mix} "
+                 f"(validation TC micro-F1 by mix {tc_by_mix})")
     tc_by_boost = {boost: tc_scores(classify_gold_spans(scores, articles, replace(decoding, repetition_boost=boost)),
                                     gold)["micro_f1"]
                    for boost in REPETITION_BOOSTS}

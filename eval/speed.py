@@ -4,7 +4,8 @@
     persuasion speed --data ../shared/data/ptc-semeval2020 --long [--long-sizes 500000,2000000,5000000]
 
 The detector is timed once in each precision (model/precision.py), and the table says which one
-`auto` picks on this machine and whether bf16 is native here. `--long` times instead one generated
+`auto` picks on this machine and whether bf16 is native here; a model with a context classifier
+(model/context.py) is also timed without it, in each precision, to show what reading spans again costs. `--long` times instead one generated
 document of each size (the split's text repeated), at `auto` or the first `--precision`: seconds,
 characters/s and the process's peak resident set while detecting it, which streaming keeps flat.
 
@@ -24,7 +25,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from persuasion.corpus import read_ptc_articles
@@ -151,6 +152,11 @@ def run(args: argparse.Namespace) -> int:
         detect = detector_runner(detector, args.batch_size)
         detect(texts[:1])
         rows.append(measure(f"detector {detector.precision} (full pipeline)", detect, texts, tokens))
+        if detector.context is not None:  # what reading each span again costs, in the same run
+            head_alone = detector.with_context(None).with_decoding(replace(detector.decoding, context_mix=0.0))
+            rows.append(measure(f"detector {detector.precision} without its context classifier",
+                                detector_runner(head_alone, args.batch_size), texts, tokens))
+            del head_alone
         del detector, detect
 
     rows.append(reference_row)

@@ -117,6 +117,28 @@ def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_strid
     return Detector(network, tokenizer, settings, Decoding(span_threshold=0.3)).save(directory, half=False)
 
 
+def add_tiny_context_classifier(checkpoint: Path, context_mix: float = 0.5) -> Path:
+    """The checkpoint with a randomly initialised tiny context classifier (model/context.py), mixed in at
+    context_mix; returns the checkpoint."""
+    import json
+
+    import torch
+    from transformers import AutoModel
+
+    from persuasion.model.context import CONTEXT_DIR, ContextClassifier, ContextNetwork, ContextSettings
+    from persuasion.taxonomy import TECHNIQUES
+
+    torch.manual_seed(1)
+    config, tokenizer = tiny_bert_config_and_tokenizer()
+    network = ContextNetwork(AutoModel.from_config(config), len(TECHNIQUES))
+    ContextClassifier(network, tokenizer, ContextSettings(tuple(TECHNIQUES), context_tokens=24)).save(
+        checkpoint / CONTEXT_DIR)
+    settings = json.loads((checkpoint / "persuasion.json").read_text())
+    settings["decoding"]["context_mix"] = context_mix
+    (checkpoint / "persuasion.json").write_text(json.dumps(settings))
+    return checkpoint
+
+
 @pytest.fixture(scope="session")
 def tiny_checkpoint(tmp_path_factory) -> Path:
     return build_tiny_checkpoint(tmp_path_factory.mktemp("tiny-detector"))

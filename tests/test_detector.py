@@ -626,3 +626,25 @@ def test_every_way_to_name_a_model_resolves_it_alike_with_one_error(tmp_path):
             load(str(tmp_path / "nowhere"))
         messages.add(str(error.value))
     assert len(messages) == 1 and "\n" not in messages.pop()
+
+
+def test_a_context_classifier_shapes_techniques_alike_whole_streamed_and_saved(tmp_path, long_article, monkeypatch):
+    from conftest import add_tiny_context_classifier, build_tiny_checkpoint
+
+    from persuasion import Detector
+    from persuasion.model import detector as detector_module
+
+    checkpoint = add_tiny_context_classifier(build_tiny_checkpoint(tmp_path / "with-context"), context_mix=1.0)
+    detector = Detector.load(checkpoint, precision="fp32")
+    text = long_article[:5000]
+    whole = detector.detect(text)
+    assert whole == decode(detector.score([text])[0], detector.decoding)
+    head_alone = detector.with_context(None).with_decoding(replace(detector.decoding, context_mix=0.0)).detect(text)
+    assert [(s.start, s.end) for s in whole.spans] == [(s.start, s.end) for s in head_alone.spans]
+    assert [s.technique for s in whole.spans] != [s.technique for s in head_alone.spans]  # the classifier decides
+    assert_well_formed(whole, text)
+
+    monkeypatch.setattr(detector_module, "STREAMED_CHARACTERS", 1000)  # read the same text window by window
+    assert_same_results(detector.detect(text), whole)
+    again = Detector.load(detector.save(tmp_path / "copy", half=False), precision="fp32")
+    assert again.context is not None and again.detect(text) == whole

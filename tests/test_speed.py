@@ -55,6 +55,18 @@ def test_speed_reports_every_system(ptc_folder, tiny_checkpoint, tmp_path, capsy
     assert f"{figures['tokens']:,} tokens" in printed
 
 
+def test_a_model_with_a_context_classifier_is_also_timed_without_it(ptc_folder, tmp_path, capsys):
+    from conftest import add_tiny_context_classifier, build_tiny_checkpoint
+
+    checkpoint = add_tiny_context_classifier(build_tiny_checkpoint(tmp_path / "with-context"))
+    out = tmp_path / "speed.json"
+    assert main(["speed", "--data", str(ptc_folder), "--split", "dev", "--model", str(checkpoint), "--limit", "2",
+                 "--precision", "fp32", "--json", str(out)]) == 0
+    systems = [row["system"] for row in json.loads(out.read_text())["systems"]]
+    assert systems == ["detector fp32 (full pipeline)", "detector fp32 without its context classifier",
+                       "transformers pipeline (reference)"]
+
+
 def test_long_mode_reports_each_document_size(ptc_folder, tiny_checkpoint, tmp_path, capsys):
     out = tmp_path / "long.json"
     assert main(["speed", "--data", str(ptc_folder), "--model", str(tiny_checkpoint), "--device", "cpu", "--long",

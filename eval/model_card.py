@@ -22,7 +22,8 @@ from pathlib import Path
 
 from persuasion.eval.benchmark import headline
 from persuasion.limits import MAX_DOCUMENT_CHARACTERS
-from persuasion.model.checkpoint import SHIPPED_CONFIGS, shipped_folders
+from persuasion.model.checkpoint import SHIPPED_CONFIGS, SHIPPED_CONTEXT_CONFIGS, shipped_folders
+from persuasion.model.context import CONTEXT_DIR, CONTEXT_SETTINGS_FILE
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
@@ -97,13 +98,27 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "dev": headline(metrics), "dev_articles": metrics["articles"], "calibration": metrics.get("calibration"),
         "per_technique": {row["name"]: row for row in rows}, "technique_order": [row["name"] for row in rows],
         "weak": sorted(row["name"] for row in rows if row["tc_f1"] < WEAK_TC_F1),
-        "validation": {"si_f1": tuned["si"]["f1"], "tc_micro_f1": tuned["tc_micro_f1"]},
+        "validation": {"si_f1": tuned["si"]["f1"], "tc_micro_f1": tuned["tc_micro_f1"], "flc_f1": tuned["flc_f1"]},
+        "context": context_classifier(name, folder, settings, validation),
         "validation_articles": len(validation["validation_articles"]),
         "train_minutes": validation["train_minutes"], "trained_on": validation.get("trained_on", "not recorded"),
         "probes": (read_json(RESULTS / name / "failure_modes.json", required=False) or {}).get("probes"),
         "speed": read_json(RESULTS / name / "speed.json", required=False),
         "long_documents": read_json(RESULTS / name / "long_documents.json", required=False),
     }
+
+
+def context_classifier(name: str, folder: Path, settings: dict, validation: dict) -> dict | None:
+    """What the card says of a model's context classifier (model/context.py), or None without one."""
+    if not (folder / CONTEXT_DIR).is_dir():
+        return None
+    context_settings = read_json(folder / CONTEXT_DIR / CONTEXT_SETTINGS_FILE)
+    history = validation["context_classifier"]["history"]
+    return {"config": SHIPPED_CONTEXT_CONFIGS[name], "base_model": context_settings["base_model"],
+            "context_tokens": context_settings["context_tokens"], "parameters": parameter_count(folder / CONTEXT_DIR),
+            "mix": settings["decoding"]["context_mix"], "epochs": max(entry["epoch"] for entry in history),
+            "train_minutes": validation["context_classifier"]["train_minutes"],
+            "tc_micro_f1": max(entry["tc_micro_f1"] for entry in history)}
 
 
 def context() -> dict:

@@ -38,6 +38,8 @@ SHIPPED_DIR = Path(__file__).parent / "shipped"
 SHIPPED_NAMES = ("default", "fast")
 # The recipe that trains each (README and the model card name it).
 SHIPPED_CONFIGS = {"default": "configs/mpnet-cpu.yaml", "fast": "configs/minilm-cpu.yaml"}
+# The recipe of each shipped model's context classifier (model/context.py), for those that have one.
+SHIPPED_CONTEXT_CONFIGS = {"default": "configs/context-minilm.yaml"}
 
 
 class CheckpointError(PersuasionError):

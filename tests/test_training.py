@@ -13,7 +13,7 @@ import yaml
 
 from conftest import mpnet_encoder_dir, tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
-from persuasion.model.checkpoint import SHIPPED_CONFIGS, read_settings, shipped_folders
+from persuasion.model.checkpoint import SHIPPED_CONFIGS, SHIPPED_CONTEXT_CONFIGS, read_settings, shipped_folders
 from persuasion.train.recipe import Recipe
 
 REPOSITORY = Path(__file__).resolve().parents[1]
@@ -52,6 +52,10 @@ def test_the_shipped_config_is_the_recipe_that_trained_the_shipped_model(name):
         history = json.loads((shipped_dir / "validation.json").read_text())["history"]
         assert max(entry["epoch"] for entry in history) == config.epochs
     assert {**config.training_choices(), "max_minutes": trained["max_minutes"]} == trained
+    if (shipped_dir / "context").is_dir():  # and its context classifier's recipe is the shipped context config
+        context = json.loads((shipped_dir / "context" / "context.json").read_text())
+        context_config = Recipe.from_yaml(REPOSITORY / SHIPPED_CONTEXT_CONFIGS[name])
+        assert Recipe.from_dict(context["recipe"]).training_choices() == context_config.training_choices()
 
 
 def test_unknown_recipe_key_is_an_error(tmp_path):
@@ -562,3 +566,11 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
 
     # resuming with another recipe is a one-line error
     assert subprocess.run([*killed_run, "--resume", "--set", "epochs=3"], capture_output=True).returncode == 2
+
+    # export ships the context classifier with the checkpoint
+    from persuasion.cli import main
+
+    shipped = tmp_path / "shipped"
+    assert main(["export", str(killed), "--as", "default", "--data", str(data), "--split", "train", "--target",
+                 str(shipped), "--force"]) == 0
+    assert Detector.load(shipped, precision="fp32").context is not None

@@ -15,6 +15,7 @@ import shutil
 from pathlib import Path
 
 from persuasion.errors import PersuasionError
+from persuasion.model.context import CONTEXT_DIR
 from persuasion.model.checkpoint import (METRICS_FILE, SETTINGS_FILE, SHIPPED_DIR, SHIPPED_NAMES, checkpoint_files,
                                          SELECTION, held_out_ids, read_validation_report, validation_selection)
 
@@ -76,3 +77,5 @@ def export(source: Path, target: Path) -> None:
     for path in checkpoint_files(source):
         if path.name != METRICS_FILE:  # the benchmark writes the target's own
             shutil.copy(path, target / path.name)
+    if (source / CONTEXT_DIR).is_dir():
+        shutil.copytree(source / CONTEXT_DIR, target / CONTEXT_DIR)

@@ -20,8 +20,9 @@ ROOT = Path(__file__).resolve().parents[1]
 SENTENCE = "The corrupt elite lied again, said the officials on Tuesday.\r\nEveryone knows it is true."
 
 
+# fp32, as tiny_detector computes (`auto` is bf16 on a CPU with native bf16); a test's own --precision comes later, and wins
 def detect(tiny_checkpoint, *arguments: str) -> int:
-    return main(["detect", *map(str, arguments), "--model", str(tiny_checkpoint), "--quiet"])
+    return main(["detect", "--precision", "fp32", *map(str, arguments), "--model", str(tiny_checkpoint), "--quiet"])
 
 
 def read_jsonl(path: Path) -> list[dict]:
@@ -39,7 +40,7 @@ def exact_text(path: Path) -> str:
 
 
 def detect_command(tiny_checkpoint, *arguments) -> list[str]:
-    return [sys.executable, "-m", "persuasion.cli", "detect", *map(str, arguments),
+    return [sys.executable, "-m", "persuasion.cli", "detect", "--precision", "fp32", *map(str, arguments),
             "--model", str(tiny_checkpoint), "--quiet"]
 
 
@@ -338,7 +339,7 @@ def test_a_long_document_shows_its_progress_on_stderr(tmp_path, tiny_checkpoint,
 
     text = make_article(STREAMED_CHARACTERS // 5, seed=9)
     (tmp_path / "book.txt").write_text(text, encoding="utf-8")
-    assert main(["detect", str(tmp_path / "book.txt"), "--model", str(tiny_checkpoint), "-o",
+    assert main(["detect", str(tmp_path / "book.txt"), "--model", str(tiny_checkpoint), "--precision", "fp32", "-o",
                  str(tmp_path / "found.jsonl")]) == 0
     error = capsys.readouterr().err
     assert "long document" in error and "char" in error

@@ -236,10 +236,10 @@ def validation_tc(network: ContextNetwork, marker: SpanMarker, examples: Context
 def tune_with_context(checkpoint: Path, validation: list[Article], progress: Progress) -> None:
     """Tune the checkpoint again with its context classifier, keeping its report's training record."""
     from persuasion.model.detector import Detector
-    from persuasion.train.tune import hardware, tune_detector
+    from persuasion.train.tune import TUNING_PRECISION, hardware, tune_detector
 
     report = read_validation_report(checkpoint)
-    detector, report["validation"] = tune_detector(Detector.load(checkpoint), validation)
+    detector, report["validation"] = tune_detector(Detector.load(checkpoint, precision=TUNING_PRECISION), validation)
     report["tuned_on"] = hardware(detector.device)
     report["context_classifier"] = {"history": progress.history, "train_minutes": round(progress.elapsed_minutes(), 2)}
     write_settings(checkpoint, detector.settings, detector.decoding)

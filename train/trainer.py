@@ -313,7 +313,7 @@ class Trainer:
         """The best weights as an fp16 checkpoint, tuned on validation as users will load it (main process)."""
         from persuasion.model.checkpoint import write_settings, write_validation_report
         from persuasion.model.detector import Detector
-        from persuasion.train.tune import hardware, tune_detector
+        from persuasion.train.tune import TUNING_PRECISION, hardware, tune_detector
 
         self.accelerator.wait_for_everyone()
         if not self.accelerator.is_main_process:
@@ -323,7 +323,7 @@ class Trainer:
             network.load_state_dict(self.best.state)
         Detector(network, self.tokenizer, detector_settings(self.recipe)).save(checkpoint)
         # Tune on the fp16 weights as shipped, so thresholds match what users load.
-        detector = Detector.load(checkpoint)
+        detector = Detector.load(checkpoint, precision=TUNING_PRECISION)
         data, report = self.data, {}
         if data.validation_articles:
             detector, report = tune_detector(detector, data.validation_articles)

@@ -35,6 +35,9 @@ TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tag
 SPAN_SHAPES = ((True, False), (True, True), (False, False), (False, True))
 FULL_TASK_TRIALS = 40  # span decodings with the best SI F1 that are also scored on FLC F1
 CONTEXT_MIXES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)  # the context classifier's share of p(technique)
+# Tuning runs the network in fp32 whatever the hardware's `auto` is: a checkpoint tunes to the same choices on
+# every machine, and bf16 gives the same spans within its rounding (model/precision.py).
+TUNING_PRECISION = "fp32"
 SECOND_TECHNIQUE_THRESHOLDS = (0.0, 0.5, 0.4, 0.3, 0.25, 0.2)  # p(technique) giving a span a second one (0: none)
 
 log = logging.getLogger(__name__)
@@ -315,7 +318,8 @@ def run(args) -> int:
     report = read_validation_report(args.checkpoint)
     articles = held_out_articles(args.data, args.checkpoint)
     with ProgressLog():
-        detector, report["validation"] = tune_detector(Detector.load(args.checkpoint), articles)
+        detector, report["validation"] = tune_detector(Detector.load(args.checkpoint, precision=TUNING_PRECISION),
+                                                       articles)
     report["tuned_on"] = hardware(detector.device)
     write_settings(args.checkpoint, detector.settings, detector.decoding)
     write_validation_report(args.checkpoint, report)

@@ -20,11 +20,11 @@ from persuasion.errors import reject_unknown_keys
 from persuasion.model.windows import SENTENCE_END, TokenizedDocument, sentence_bounds
 from persuasion.result import DetectionResult, SentenceScore, Span
 
-WORD_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*")
 OUTSIDE, BEGIN, INSIDE = range(3)  # the span tagger's columns
 WORD_CHARACTER = re.compile(r"\w")
 # Characters that join two runs of word characters into one word: "pro-terror", "don't", "Trump’s".
 WORD_JOINERS = frozenset("-'’")
+WORD_PATTERN = re.compile(r"\w+(?:[-'’]\w+)*")  # a whole word, joined parts included
 # Words a span does not end on when `trim_function_words` is set: annotators end a fragment on its content,
 # and a span ending "... and" or "... of the" is cut where no annotator would. (Openings are kept: a quarter of
 # the training spans open on "the", "a", "to", "if", ...)

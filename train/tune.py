@@ -22,7 +22,7 @@ from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import SELECTION, selection_score
 from persuasion.train.calibration import fit_calibration
-from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, decode, span_candidates
+from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, span_candidates
 from persuasion.model.decoding import head_probabilities, repetition_weight, technique_spans
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
@@ -287,7 +287,7 @@ def tune_detector(detector, articles: list[Article]):
     flc_by_second = {threshold: flc_f1(detector, scores, articles, replace(
         decoding, technique_thresholds=dict.fromkeys(detector.techniques, threshold) if threshold else {}))
         for threshold in SECOND_TECHNIQUE_THRESHOLDS}
-    second = max(SECOND_TECHNIQUE_THRESHOLDS, key=lambda threshold: (flc_by_second[threshold], threshold))
+    second = max(SECOND_TECHNIQUE_THRESHOLDS, key=flc_by_second.get)  # ties keep the earlier: none, then the highest
     decoding = replace(decoding, technique_thresholds=dict.fromkeys(detector.techniques, second) if second else {})
     log.info(f"second technique above {second or 'never'}: validation FLC F1 by threshold {flc_by_second}")
 

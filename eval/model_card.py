@@ -114,7 +114,7 @@ def context_classifier(name: str, folder: Path, settings: dict, validation: dict
         return None
     context_settings = read_json(folder / CONTEXT_DIR / CONTEXT_SETTINGS_FILE)
     history = validation["context_classifier"]["history"]
-    return {"config": SHIPPED_CONTEXT_CONFIGS[name], "base_model": context_settings["base_model"],
+    return {"config": SHIPPED_CONTEXT_CONFIGS.get(name, "RECIPE.yaml"), "base_model": context_settings["base_model"],
             "context_tokens": context_settings["context_tokens"], "parameters": parameter_count(folder / CONTEXT_DIR),
             "mix": settings["decoding"]["context_mix"], "epochs": max(entry["epoch"] for entry in history),
             "train_minutes": validation["context_classifier"]["train_minutes"],

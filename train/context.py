@@ -112,6 +112,8 @@ def class_weights(examples: ContextExamples, num_techniques: int, scheme: str) -
     counts = torch.bincount(torch.tensor([technique for _, technique in examples.examples]), minlength=num_techniques)
     if scheme == "none":
         return torch.ones(num_techniques)
+    if scheme != "sqrt_inverse":
+        raise PersuasionError(f"technique_class_weighting must be 'sqrt_inverse' or 'none', got {scheme!r}")
     return (counts.sum() / counts.clamp(min=1).float()).sqrt()  # cross entropy's weighted mean: only ratios count
 
 

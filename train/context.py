@@ -35,6 +35,7 @@ from persuasion.model.checkpoint import (held_out_articles, load_network, read_v
 from persuasion.model.context import CONTEXT_DIR, ContextClassifier, ContextNetwork, ContextSettings, SpanMarker
 from persuasion.model.decoding import rank_for_occurrences, ranked
 from persuasion.train.logs import ProgressLog
+from persuasion.train.loop import resumed_recipe
 from persuasion.train.recipe import Recipe, parse_override
 from persuasion.train.trainer import (RECIPE_FILE, BestWeights, Progress, load_run_state, make_accelerator,
                                       save_run_state)
@@ -63,17 +64,10 @@ def run(args) -> int:
 
 
 def context_recipe(config: str, overrides: dict, resume: bool) -> Recipe:
-    """The recipe of --config with --set and --data applied; resuming, it must train as the run started."""
+    """The recipe of --config with --set and --data applied; resuming, the one the run started with, which
+    --config and --set must not change (as `persuasion train --resume` checks)."""
     recipe = Recipe.from_yaml(config, overrides)
-    if resume:
-        saved = Path(recipe.output_dir) / RECIPE_FILE
-        if not saved.is_file():
-            raise PersuasionError(f"--resume: {recipe.output_dir} holds no run to resume; start it without --resume")
-        started = Recipe.from_dict(json.loads(saved.read_text()), source=str(saved))
-        if started.training_choices() != recipe.training_choices():
-            raise PersuasionError(f"--resume: {recipe.output_dir} was started with another recipe; give the same "
-                                  "config and --set values")
-    return recipe
+    return resumed_recipe(Path(recipe.output_dir), config, overrides) if resume else recipe
 
 
 def context_encoder(base_model: str):

@@ -28,6 +28,8 @@ from typing import Iterable, Mapping, Sequence
 
 import numpy as np
 
+from persuasion.model.decoding import DANGLING_WORDS, WORD_PATTERN, cuts_word, sentence_end_between
+
 Spans = Mapping[str, Sequence[tuple[int, int]]]
 LabelledSpans = Mapping[str, Sequence[tuple[int, int, str]]]
 
@@ -234,8 +236,6 @@ def span_shapes(spans_by_article: Mapping[str, Iterable[tuple[int, int]]], texts
     """How spans are cut, against how people mark them: the share of distinct spans with an edge inside a word,
     crossing a sentence end, ending on a dangling function word; and their median length in characters.
     Edges, sentences and function words are those decoding uses (model/decoding.py)."""
-    from persuasion.model.decoding import DANGLING_WORDS, WORD_PATTERN, cuts_word, sentence_end_between
-
     spans = [(texts[article_id], start, end) for article_id, article_spans in spans_by_article.items()
              for start, end in set(article_spans)]
     if not spans:

@@ -30,15 +30,17 @@ import torch
 from persuasion.corpus import Article, read_articles, technique_gold
 from persuasion.errors import PersuasionError
 from persuasion.eval.metrics import tc_scores
-from persuasion.model.checkpoint import (held_out_articles, load_network, read_validation_report, resolve_model,
-                                         write_settings, write_validation_report)
+from persuasion.model.checkpoint import (held_out_articles, load_network, read_settings, read_validation_report,
+                                         resolve_model, write_settings, write_validation_report)
 from persuasion.model.context import CONTEXT_DIR, ContextClassifier, ContextNetwork, ContextSettings, SpanMarker
 from persuasion.model.decoding import rank_for_occurrences, ranked
+from persuasion.model.detector import Detector
 from persuasion.train.logs import ProgressLog
 from persuasion.train.loop import resumed_recipe
 from persuasion.train.recipe import Recipe, parse_override
 from persuasion.train.trainer import (RECIPE_FILE, BestWeights, Progress, load_run_state, make_accelerator,
                                       save_run_state)
+from persuasion.train.tune import TUNING_PRECISION, hardware, tune_detector
 
 LOG_EVERY_STEPS = 25
 
@@ -200,8 +202,6 @@ def train_context(recipe: Recipe, checkpoint: Path, resume: bool = False) -> Non
 
 
 def read_techniques(checkpoint: Path) -> tuple[str, ...]:
-    from persuasion.model.checkpoint import read_settings
-
     return read_settings(checkpoint)[0].techniques
 
 
@@ -231,9 +231,6 @@ def validation_tc(network: ContextNetwork, marker: SpanMarker, examples: Context
 
 def tune_with_context(checkpoint: Path, validation: list[Article], progress: Progress) -> None:
     """Tune the checkpoint again with its context classifier, keeping its report's training record."""
-    from persuasion.model.detector import Detector
-    from persuasion.train.tune import TUNING_PRECISION, hardware, tune_detector
-
     report = read_validation_report(checkpoint)
     detector, report["validation"] = tune_detector(Detector.load(checkpoint, precision=TUNING_PRECISION), validation)
     report["tuned_on"] = hardware(detector.device)

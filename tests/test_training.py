@@ -531,7 +531,8 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
 
     data, checkpoint = train_tiny(tmp_path, "epochs: 1\n")
     config = tmp_path / "context.yaml"
-    config.write_text(f"base_model: {checkpoint}\ncontext_tokens: 24\nbatch_size: 2\nepochs: 2\nsave_every_minutes: 0\n")
+    # Three epochs, killed early in the first: a tiny epoch takes milliseconds, and the kill must land before the end.
+    config.write_text(f"base_model: {checkpoint}\ncontext_tokens: 24\nbatch_size: 2\nepochs: 3\nsave_every_minutes: 0\n")
     command = [sys.executable, "-m", "persuasion.cli", "train-context"]
     whole, killed = (Path(shutil.copytree(checkpoint, tmp_path / name)) for name in ("whole", "killed"))
     subprocess.run([*command, str(whole), "--config", str(config), "--data", str(data), "--set",
@@ -541,7 +542,7 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
     process = subprocess.Popen(killed_run, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     deadline, log = time.time() + 300, tmp_path / "run-killed" / "train.log"
     while time.time() < deadline and process.poll() is None:
-        if log.is_file() and "after epoch 1, batch 3 " in log.read_text():
+        if log.is_file() and "after epoch 0, batch 3 " in log.read_text():
             process.send_signal(signal.SIGKILL)
             break
         time.sleep(0.05)
@@ -552,7 +553,7 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
     expected, resumed = (load_file(folder / "context" / "model.safetensors") for folder in (whole, killed))
     assert expected.keys() == resumed.keys() and all(torch.equal(expected[name], resumed[name]) for name in expected)
     report = json.loads((killed / "validation.json").read_text())
-    assert [entry["epoch"] for entry in report["context_classifier"]["history"]] == [1, 2]
+    assert [entry["epoch"] for entry in report["context_classifier"]["history"]] == [1, 2, 3]
     detector = Detector.load(killed, precision="fp32")
     assert detector.context is not None and detector.decoding.context_mix in CONTEXT_MIXES
     assert report["validation"]["decoding"]["context_mix"] == detector.decoding.context_mix
@@ -565,7 +566,7 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
         head_alone.with_decoding(mixed.decoding).classify_spans(text, spans)
 
     # resuming with another recipe is a one-line error
-    assert subprocess.run([*killed_run, "--resume", "--set", "epochs=3"], capture_output=True).returncode == 2
+    assert subprocess.run([*killed_run, "--resume", "--set", "epochs=4"], capture_output=True).returncode == 2
 
     # export ships the context classifier with the checkpoint
     from persuasion.cli import main

@@ -24,6 +24,7 @@ from persuasion.eval.benchmark import headline
 from persuasion.limits import MAX_DOCUMENT_CHARACTERS
 from persuasion.model.checkpoint import SHIPPED_CONFIGS, SHIPPED_CONTEXT_CONFIGS, shipped_folders
 from persuasion.model.context import CONTEXT_DIR, CONTEXT_SETTINGS_FILE
+from persuasion.model.decoding import Decoding
 
 ROOT = Path(__file__).resolve().parent.parent
 RESULTS = ROOT / "eval" / "results"
@@ -93,7 +94,7 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "parameters": parameter_count(folder),
         "window_tokens": settings["window_tokens"],
         "technique_tagger": settings["technique_tagger"],
-        "repetition_boost": settings["decoding"]["repetition_boost"],
+        "repetition_weighed": any(weight > 1 for weight in Decoding.from_dict(settings["decoding"]).repetition_weights),
         "recipe": settings.get("recipe", {}),
         "dev": headline(metrics), "dev_articles": metrics["articles"], "calibration": metrics.get("calibration"),
         "per_technique": {row["name"]: row for row in rows}, "technique_order": [row["name"] for row in rows],

@@ -230,13 +230,15 @@ def read_metrics(directory: str | Path) -> dict | None:
     return json.loads(path.read_text()) if path.is_file() else None
 
 
-def held_out_articles(data_dir: str | Path, directory: str | Path) -> list:
-    """The train articles the checkpoint's run held out for validation (listed in its validation.json)."""
+def split_articles(data_dir: str | Path, directory: str | Path) -> tuple[list, list]:
+    """The PTC train articles as the checkpoint's run split them: (those it trained on, those it held out for
+    validation, listed in its validation.json)."""
     from persuasion.corpus import read_ptc_articles
 
-    held_out = set(held_out_ids(read_validation_report(directory)))
-    articles = [article for article in read_ptc_articles(data_dir, "train") if article.article_id in held_out]
-    if len(articles) != len(held_out):
-        raise CheckpointError(f"{data_dir}: holds {len(articles)} of the {len(held_out)} validation articles of "
+    validation_ids = set(held_out_ids(read_validation_report(directory)))
+    articles = read_ptc_articles(data_dir, "train")
+    held_out = [article for article in articles if article.article_id in validation_ids]
+    if len(held_out) != len(validation_ids):
+        raise CheckpointError(f"{data_dir}: holds {len(held_out)} of the {len(validation_ids)} validation articles of "
                               f"{directory}; give the PTC folder it was trained on")
-    return articles
+    return [article for article in articles if article.article_id not in validation_ids], held_out

@@ -48,7 +48,9 @@ class Decoding:
     # p(technique) = (1 - mix) head's + mix context classifier's (model/context.py), where the checkpoint has one
     context_mix: float = 0.0
     context_temperature: float = 1.0  # flattens or sharpens the context classifier's p(technique | span)
-    repetition_boost: float = 1.0  # p(Repetition) multiplier for a span whose words recur in the document
+    # p(Repetition) multiplier by how often a fragment's words occur in the document: entry k - 1 for k times, the
+    # last entry for that many or more. A fragment that occurs once repeats nothing, so entry 0 is 0.
+    repetition_weights: tuple[float, ...] = (0.0, 1.0)
     repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
     join_across_sentences: bool = True  # a run of tokens continues over a sentence end (False: it is cut there)
     trim_function_words: bool = False  # a span does not end on a dangling function word (DANGLING_WORDS)
@@ -63,12 +65,16 @@ class Decoding:
     min_score: float = 0.0
 
     def __post_init__(self):
+        object.__setattr__(self, "repetition_weights", tuple(float(weight) for weight in self.repetition_weights))
         for name in ("span_calibration", "sentence_calibration"):  # JSON gives lists; equality needs tuples
             knots = tuple((float(raw), float(calibrated)) for raw, calibrated in getattr(self, name))
             object.__setattr__(self, name, knots)
 
     @classmethod
     def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":
+        if "repetition_boost" in values:  # a checkpoint tuned before repetition_weights: one boost for 2 or more times
+            values = {key: value for key, value in values.items() if key != "repetition_boost"} | {
+                "repetition_weights": (0.0, values["repetition_boost"])}
         reject_unknown_keys(cls, values, source, "decoding key")
         return cls(**values)
 
@@ -138,10 +144,14 @@ class WordCounts:
                 matches &= self.ids[starts + offset] == word
         return int(matches.sum())
 
+    def repeats(self, fragment: str) -> int:
+        """How many times the fragment occurs, as Repetition counts it: a run of fewer than three letters
+        counts once however often it occurs ("it", "a")."""
+        return self.occurrences(fragment) if len(" ".join(_words(fragment))) >= 3 else 1
+
     def recurs(self, fragment: str) -> bool:
-        """Whether the fragment's words occur at least twice in the document; runs of fewer than three
-        letters never count as repeated."""
-        return len(" ".join(_words(fragment))) >= 3 and self.occurrences(fragment) >= 2
+        """Whether the fragment's words occur at least twice in the document (`repeats`)."""
+        return self.repeats(fragment) >= 2
 
 
 @dataclass
@@ -341,7 +351,7 @@ def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]]
     if decoding.context_mix:
         probabilities = mix_context(scores, spans, probabilities, decoding.context_mix, decoding.context_temperature)
     return weigh_repetition(scores.word_counts, scores.text, scores.techniques, spans, probabilities, classified,
-                            decoding.repetition_boost)
+                            decoding.repetition_weights)
 
 
 def head_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], temperature: float
@@ -377,8 +387,9 @@ def mix_context(scores: DocumentScores, spans: list[tuple[int, int]], probabilit
 
 
 def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans: list[tuple[int, int]],
-                     probabilities: np.ndarray, rows: list[int], boost: float) -> np.ndarray:
-    """Raise p(Repetition) for spans whose words occur again in the document, and rule it out for the others.
+                     probabilities: np.ndarray, rows: list[int], weights: Sequence[float]) -> np.ndarray:
+    """Weigh p(Repetition) by how often each span's words occur in the document, ruling it out for those that
+    occur once.
 
     A window shows the model only ~100 tokens, so it cannot see the other occurrence itself; and a fragment
     that occurs once repeats nothing, however the network reads it (`detect("the")` is not Repetition): its
@@ -389,16 +400,18 @@ def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans:
     column = techniques.index("Repetition")
     for row in rows:  # the spans the network classified; the others stay uniform
         start, end = spans[row]
-        weight = repetition_weight(words, text[start:end], boost)
+        weight = repetition_weight(words, text[start:end], weights)
         if weight != 1.0 and probabilities[row].sum() > probabilities[row, column]:
             probabilities[row, column] *= weight
             probabilities[row] /= probabilities[row].sum()
     return probabilities
 
 
-def repetition_weight(words: WordCounts, fragment: str, boost: float) -> float:
-    """What p(Repetition) of a fragment is multiplied by: the boost where its words recur, else 0."""
-    return boost if words.recurs(fragment) else 0.0
+def repetition_weight(words: WordCounts, fragment: str, weights: Sequence[float]) -> float:
+    """What p(Repetition) of a fragment is multiplied by: the weight for the times its words occur
+    (`Decoding.repetition_weights`)."""
+    times = max(words.repeats(fragment), 1)  # 0: a fragment without words, which occurs once
+    return weights[min(times, len(weights)) - 1]
 
 
 def ranked(techniques: list[str], probabilities: np.ndarray) -> list[tuple[str, float]]:

@@ -506,6 +506,21 @@ def test_word_counts_count_whole_words_case_and_punctuation_aside():
     assert not WordCounts("it is it").recurs("it")  # too short to be a repetition
 
 
+def test_repetition_is_weighed_by_how_often_the_fragment_occurs():
+    from persuasion.model.decoding import Decoding, WordCounts, repetition_weight
+
+    text = "Stop the steal. Stop the steal! We said stop the steal, and the steal goes on: the steal, the steal."
+    words, weights = WordCounts(text), (0.0, 2.0, 5.0)
+    assert [words.repeats(fragment) for fragment in ("We said", "Stop the steal", "the steal", "it")] == [1, 3, 6, 1]
+    assert repetition_weight(words, "We said", weights) == 0.0  # once: it repeats nothing
+    assert repetition_weight(words, "stop the steal", weights) == 5.0  # 3 times: the third entry
+    assert repetition_weight(words, "the steal", weights) == 5.0  # 6 times: the last entry holds for more
+    assert repetition_weight(WordCounts("a b a b"), "a b", weights) == 2.0
+    # A checkpoint tuned before the weights had one boost for two or more times.
+    assert Decoding.from_dict({"repetition_boost": 4.0}) == Decoding(repetition_weights=(0.0, 4.0))
+    assert Decoding.from_dict(Decoding(repetition_weights=[0, 3, 9]).to_dict()).repetition_weights == (0.0, 3.0, 9.0)
+
+
 def test_repetition_needs_the_fragment_to_recur_in_the_document(tiny_detector):
     once = "They lie about the corrupt elite."
     twice = "They lie about the corrupt elite. Always the corrupt elite."
@@ -580,7 +595,7 @@ def test_a_streamed_document_gets_the_spans_of_score_then_decode(tiny_detector, 
                                                                   tagged, batch_size):
     detector = tiny_tagger_detector if tagged else tiny_detector
     text = long_article + "\n\n" + "".join(AWKWARD_PIECES)
-    decoding = replace(detector.decoding, technique_tag_mix=0.5 if tagged else 0.0, repetition_boost=4.0,
+    decoding = replace(detector.decoding, technique_tag_mix=0.5 if tagged else 0.0, repetition_weights=(0.0, 4.0, 8.0),
                        span_gap_tokens=2, span_extension_margin=0.05, span_calibration=((0.1, 0.2), (0.4, 0.5)))
     scores = detector.score([text], batch_size)[0]
     # A threshold most tokens stay under, as a trained model's: the document has places to cut.

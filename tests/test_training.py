@@ -398,6 +398,24 @@ def test_resuming_with_another_recipe_is_an_error(tmp_path, capsys):
     assert "no recipe.json" in capsys.readouterr().err
 
 
+def test_repetition_odds_ratios_come_from_how_often_gold_fragments_occur_in_their_article():
+    from persuasion.corpus import Article, GoldSpan
+    from persuasion.train.tune import REPETITION_COUNTS, repetition_odds_ratios, repetition_weights
+
+    text = "Fake news. Fake news. Total fake news. Sad people here."
+    fake, sad, people = (text.index(word) for word in ("Fake news", "Sad", "people"))
+    spans = [GoldSpan(fake, fake + 9, "Repetition"), GoldSpan(fake, fake + 9, "Loaded_Language"),
+             GoldSpan(sad, sad + 3, "Loaded_Language"), GoldSpan(people, people + 6, "Name_Calling,Labeling")]
+    ratios = repetition_odds_ratios([Article("1", text, spans, has_gold=True)])
+    # 1 of 4 fragments is Repetition (odds 1/3); the 2 that occur 3 times hold it: rate (1 + 1/4) / 3, the 2 that
+    # occur once: (0 + 1/4) / 3; counts no fragment has sit at the overall rate.
+    odds = [1 / 11, 1 / 3, 5 / 7, 1 / 3, 1 / 3]
+    assert len(ratios) == REPETITION_COUNTS and ratios == pytest.approx([value * 3 for value in odds])
+    assert repetition_weights(ratios, 0.0) == (0.0, 1.0, 1.0, 1.0, 1.0)
+    assert repetition_weights(ratios, 1.0) == pytest.approx((0.0, 1.0, 15 / 7, 1.0, 1.0), abs=1e-4)
+    assert repetition_odds_ratios([Article("1", text, spans[2:], has_gold=True)]) == [1.0] * REPETITION_COUNTS
+
+
 def test_tune_command_refits_a_checkpoints_decoding_and_leaves_its_weights(tmp_path):
     from persuasion.cli import main
 

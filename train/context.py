@@ -27,10 +27,10 @@ from pathlib import Path
 
 import torch
 
-from persuasion.corpus import Article, read_articles, technique_gold
+from persuasion.corpus import Article, technique_gold
 from persuasion.errors import PersuasionError
 from persuasion.eval.metrics import tc_scores
-from persuasion.model.checkpoint import (held_out_articles, load_network, read_settings, read_validation_report,
+from persuasion.model.checkpoint import (load_network, read_settings, read_validation_report, split_articles,
                                          resolve_model, write_settings, write_validation_report)
 from persuasion.model.context import CONTEXT_DIR, ContextClassifier, ContextNetwork, ContextSettings, SpanMarker
 from persuasion.model.decoding import rank_for_occurrences, ranked
@@ -125,9 +125,7 @@ def train_context(recipe: Recipe, checkpoint: Path, resume: bool = False) -> Non
     try:
         set_seed(recipe.seed)
         techniques = list(read_techniques(checkpoint))
-        validation = held_out_articles(recipe.data_dir, checkpoint)
-        held_out = {article.article_id for article in validation}
-        training = [article for article in read_articles(recipe.data_dir, "train") if article.article_id not in held_out]
+        training, validation = split_articles(recipe.data_dir, checkpoint)
         encoder, tokenizer = context_encoder(recipe.base_model)
         marker = SpanMarker(tokenizer, recipe.context_tokens)
         train_examples = ContextExamples(training, marker, techniques)
@@ -195,7 +193,7 @@ def train_context(recipe: Recipe, checkpoint: Path, resume: bool = False) -> Non
         classifier = ContextClassifier(unwrapped.cpu().eval(), tokenizer, settings)
         shutil.rmtree(checkpoint / CONTEXT_DIR, ignore_errors=True)
         classifier.save(checkpoint / CONTEXT_DIR)
-        tune_with_context(checkpoint, validation, progress)
+        tune_with_context(checkpoint, validation, training, progress)
     finally:
         accelerator.free_memory()
         progress_log.close()
@@ -229,10 +227,12 @@ def validation_tc(network: ContextNetwork, marker: SpanMarker, examples: Context
     return {"tc_micro_f1": scores["micro_f1"], "tc_macro_f1": scores["macro_f1"]}
 
 
-def tune_with_context(checkpoint: Path, validation: list[Article], progress: Progress) -> None:
+def tune_with_context(checkpoint: Path, validation: list[Article], training: list[Article], progress: Progress
+                      ) -> None:
     """Tune the checkpoint again with its context classifier, keeping its report's training record."""
     report = read_validation_report(checkpoint)
-    detector, report["validation"] = tune_detector(Detector.load(checkpoint, precision=TUNING_PRECISION), validation)
+    detector, report["validation"] = tune_detector(Detector.load(checkpoint, precision=TUNING_PRECISION), validation,
+                                                   training)
     report["tuned_on"] = hardware(detector.device)
     report["context_classifier"] = {"history": progress.history, "train_minutes": round(progress.elapsed_minutes(), 2)}
     write_settings(checkpoint, detector.settings, detector.decoding)

@@ -326,7 +326,7 @@ class Trainer:
         detector = Detector.load(checkpoint, precision=TUNING_PRECISION)
         data, report = self.data, {}
         if data.validation_articles:
-            detector, report = tune_detector(detector, data.validation_articles)
+            detector, report = tune_detector(detector, data.validation_articles, data.train_articles)
         write_settings(checkpoint, detector.settings, detector.decoding)
         device = hardware(detector.device)
         minutes = round(self.progress.elapsed_minutes(), 2)  # tuning included

@@ -22,13 +22,17 @@ from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
 from persuasion.model.checkpoint import SELECTION, selection_score
 from persuasion.train.calibration import fit_calibration
-from persuasion.model.decoding import Decoding, DocumentScores, classify_occurrences, span_candidates
+from persuasion.model.decoding import Decoding, DocumentScores, WordCounts, classify_occurrences, span_candidates
 from persuasion.model.decoding import head_probabilities, repetition_weight, technique_spans
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
 SPAN_GAPS = (0, 1, 2, 3, 4, 6, 8, 10, 12)  # tokens
-REPETITION_BOOSTS = (1.0, 2.0, 4.0, 8.0, 16.0)
+# Repetition is weighed by how often a fragment occurs in its article: the training articles' odds ratios by
+# occurrence count (`repetition_odds_ratios`) raised to a strength tuned on validation, as the network has already
+# seen some of that evidence itself (0: only a fragment that occurs once is ruled out).
+REPETITION_STRENGTHS = (0.0, 0.25, 0.5, 0.75, 1.0, 1.25, 1.5)
+REPETITION_COUNTS = 5  # occurrence counts told apart: 1, 2, 3, 4, and 5 or more times
 SPAN_EXTENSION_MARGINS = (0.0, 0.05, 0.1, 0.15, 0.2)  # how far below the span threshold a span may grow
 TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tagger's p(inside) in the token score
 # (join_across_sentences, trim_function_words): how spans are cut, as Decoding has them
@@ -191,8 +195,9 @@ def choose_window_stride(detector, articles: list[Article], decoding: Decoding) 
 
 def fit_technique_temperature(scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
     """The technique head's temperature, on the gold fragments' techniques, as `classify` weighs the head's
-    probabilities: p(Repetition) times the repetition boost where the fragment's words recur, times 0 where
-    they do not (the fragments annotated Repetition all the same are left out: no temperature helps them)."""
+    probabilities: p(Repetition) times the decoding's repetition weight for the times the fragment's words occur,
+    0 where they occur once (the fragments annotated Repetition all the same are left out: no temperature helps
+    them)."""
     log_probabilities, log_weights, targets = [], [], []
     for article, document in zip(articles, scores):
         fragments = [(span.start, span.end) for span in article.spans]
@@ -203,7 +208,7 @@ def fit_technique_temperature(scores: list[DocumentScores], articles: list[Artic
         if "Repetition" in document.techniques:
             for row in classified:
                 weights[row, document.techniques.index("Repetition")] = repetition_weight(
-                    document.word_counts, document.text[slice(*fragments[row])], decoding.repetition_boost)
+                    document.word_counts, document.text[slice(*fragments[row])], decoding.repetition_weights)
         log_probabilities.append(np.log(np.clip(rows, 1e-12, 1.0)))
         with np.errstate(divide="ignore"):
             log_weights.append(np.log(weights))
@@ -211,6 +216,30 @@ def fit_technique_temperature(scores: list[DocumentScores], articles: list[Artic
     log_weights, targets = np.concatenate(log_weights), np.array(targets)
     possible = np.isfinite(log_weights[np.arange(len(targets)), targets])
     return fit_temperature(np.concatenate(log_probabilities)[possible], targets[possible], log_weights[possible])
+
+
+def repetition_odds_ratios(articles: list[Article]) -> list[float]:
+    """For a gold fragment whose words occur k times in its article (k = 1 .. REPETITION_COUNTS, the last
+    k or more): the odds that it is Repetition over the odds for any gold fragment, each count's rate smoothed
+    by one fragment at the overall rate."""
+    fragments, repetitions = np.zeros(REPETITION_COUNTS), np.zeros(REPETITION_COUNTS)
+    for article in articles:
+        words = WordCounts(article.text)
+        for span in article.spans:
+            times = min(max(words.repeats(article.text[span.start: span.end]), 1), REPETITION_COUNTS)
+            fragments[times - 1] += 1
+            repetitions[times - 1] += span.technique == "Repetition"
+    overall = repetitions.sum() / max(fragments.sum(), 1)
+    if not 0 < overall < 1:  # no Repetition (or nothing else) to learn from: no weighing
+        return [1.0] * REPETITION_COUNTS
+    rates = (repetitions + overall) / (fragments + 1)
+    return (rates / (1 - rates) / (overall / (1 - overall))).tolist()
+
+
+def repetition_weights(odds_ratios: list[float], strength: float) -> tuple[float, ...]:
+    """`Decoding.repetition_weights`: 0 for a fragment that occurs once, the odds ratios raised to the strength
+    for the others."""
+    return (0.0, *(round(ratio ** strength, 4) for ratio in odds_ratios[1:]))
 
 
 def fit_context_temperature(scores: list[DocumentScores], articles: list[Article]) -> float:
@@ -240,15 +269,17 @@ def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], 
     return fit_temperature(np.concatenate(token_log_probabilities), np.array(token_tags))
 
 
-def tune_detector(detector, articles: list[Article]):
-    """Fit the stride, temperatures, span decoding, the Repetition choices and the score calibration on validation.
+def tune_detector(detector, articles: list[Article], training_articles: list[Article]):
+    """Fit the stride, temperatures, span decoding, the Repetition choices and the score calibration on validation
+    (`articles`); the training articles give only the Repetition odds ratios.
 
     Returns (the detector under the tuned stride and decoding, the validation report of the tuning).
     """
     # From the recipe's stride and neutral temperatures, so tuning a tuned checkpoint again gives the same result.
     chosen_min_score = detector.decoding.min_score
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
-    decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0, repetition_boost=1.0,
+    decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0,
+                       repetition_weights=Decoding.repetition_weights,
                        context_mix=0.0, context_temperature=1.0, span_calibration=(), sentence_calibration=(),
                        min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding)
@@ -256,19 +287,24 @@ def tune_detector(detector, articles: list[Article]):
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
     log.info(f"temperatures: span {decoding.span_temperature}, technique {decoding.technique_temperature}")
 
+    # The context classifier's share and the Repetition strength together, on TC micro-F1, then macro-F1.
     gold = technique_gold(articles)
+    mixes = CONTEXT_MIXES if detector.context is not None else (0.0,)
     if detector.context is not None:
         decoding = replace(decoding, context_temperature=fit_context_temperature(scores, articles))
-        tc_by_mix = {mix: tc_scores(classify_gold_spans(scores, articles, replace(decoding, context_mix=mix)),
-                                    gold)["micro_f1"] for mix in CONTEXT_MIXES}
-        decoding = replace(decoding, context_mix=max(CONTEXT_MIXES, key=lambda mix: (tc_by_mix[mix], -mix)))
-        log.info(f"context classifier: temperature {decoding.context_temperature}, mix {decoding.context_mix} "
-                 f"(validation TC micro-F1 by mix {tc_by_mix})")
-    tc_by_boost = {boost: tc_scores(classify_gold_spans(scores, articles, replace(decoding, repetition_boost=boost)),
-                                    gold)["micro_f1"]
-                   for boost in REPETITION_BOOSTS}
-    decoding = replace(decoding, repetition_boost=max(REPETITION_BOOSTS, key=lambda boost: (tc_by_boost[boost], -boost)))
-    log.info(f"repetition boost {decoding.repetition_boost}: validation TC micro-F1 by boost {tc_by_boost}")
+    odds_ratios = repetition_odds_ratios(training_articles)
+    tc_by_choice = {}
+    for mix in mixes:
+        for strength in REPETITION_STRENGTHS:
+            trial = replace(decoding, context_mix=mix, repetition_weights=repetition_weights(odds_ratios, strength))
+            tc = tc_scores(classify_gold_spans(scores, articles, trial), gold)
+            tc_by_choice[mix, strength] = (round(tc["micro_f1"], 4), round(tc["macro_f1"], 4))
+    # Ties go to the smaller share and strength.
+    mix, strength = max(tc_by_choice, key=lambda choice: (tc_by_choice[choice], -choice[0], -choice[1]))
+    decoding = replace(decoding, context_mix=mix, repetition_weights=repetition_weights(odds_ratios, strength))
+    log.info(f"context classifier share {mix} (temperature {decoding.context_temperature}), Repetition strength "
+             f"{strength} on odds ratios {[round(ratio, 2) for ratio in odds_ratios]}: validation TC micro-, "
+             f"macro-F1 by (share, strength) {tc_by_choice}")
 
     decoding, si, _, si_by_mix = best_span_decoding(detector, scores, articles, decoding)
     log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "
@@ -310,16 +346,16 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from persuasion.model.checkpoint import (held_out_articles, read_validation_report, write_settings,
+    from persuasion.model.checkpoint import (read_validation_report, split_articles, write_settings,
                                              write_validation_report)
     from persuasion.model.detector import Detector
     from persuasion.train.logs import ProgressLog
 
     report = read_validation_report(args.checkpoint)
-    articles = held_out_articles(args.data, args.checkpoint)
+    training, validation = split_articles(args.data, args.checkpoint)
     with ProgressLog():
         detector, report["validation"] = tune_detector(Detector.load(args.checkpoint, precision=TUNING_PRECISION),
-                                                       articles)
+                                                       validation, training)
     report["tuned_on"] = hardware(detector.device)
     write_settings(args.checkpoint, detector.settings, detector.decoding)
     write_validation_report(args.checkpoint, report)

@@ -187,6 +187,13 @@ def test_train_command_writes_a_loadable_tuned_checkpoint(tmp_path, capsys):
     assert metrics["articles"] == 8 and "micro_f1" in metrics["tc"]
     assert {"model.safetensors", "persuasion.json", "validation.json", "tokenizer.json"} <= {p.name for p in shipped.iterdir()}
     assert main([*export, "--target", str(checkpoint)]) == 2  # not better than itself
+    from persuasion.train.export import same_weights
+
+    # The shipped weights re-tuned need only beat a tie; other weights, the name's margin.
+    retuned = shutil.copytree(shipped, tmp_path / "retuned")
+    assert same_weights(retuned, shipped)
+    (retuned / "model.safetensors").write_bytes((retuned / "model.safetensors").read_bytes()[:-1] + b" ")
+    assert not same_weights(retuned, shipped) and not same_weights(tmp_path / "nothing", shipped)
     # a checkpoint validated on other articles does not compare, however high its scores
     report["validation_articles"] = ["1000", "1001"] if report["validation_articles"] != ["1000", "1001"] else ["1002"]
     report["validation"]["si"]["f1"] += 1.0

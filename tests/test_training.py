@@ -370,8 +370,9 @@ def train_killed_and_resumed(tmp_path: Path, recipe: str) -> tuple[Path, Path]:
         time.sleep(0.05)
     assert process.wait() == -signal.SIGKILL, "the run finished before it could be killed"
     assert not (killed / "checkpoint").exists()
-    subprocess.run([sys.executable, "-m", "persuasion.cli", "train", "--resume", str(killed)], check=True,
-                   capture_output=True)
+    resumed = subprocess.run([sys.executable, "-m", "persuasion.cli", "train", "--resume", str(killed)],
+                             capture_output=True, text=True)
+    assert resumed.returncode == 0, f"--resume exited {resumed.returncode}:\n{resumed.stderr[-3000:]}"
     return whole, killed
 
 

@@ -20,6 +20,7 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from persuasion.corpus import read_ptc_articles
 from persuasion.errors import PersuasionError, reject_unknown_keys
 from persuasion.model.decoding import Decoding
 from persuasion.taxonomy import TECHNIQUES
@@ -233,8 +234,6 @@ def read_metrics(directory: str | Path) -> dict | None:
 def split_articles(data_dir: str | Path, directory: str | Path) -> tuple[list, list]:
     """The PTC train articles as the checkpoint's run split them: (those it trained on, those it held out for
     validation, listed in its validation.json)."""
-    from persuasion.corpus import read_ptc_articles
-
     validation_ids = set(held_out_ids(read_validation_report(directory)))
     articles = read_ptc_articles(data_dir, "train")
     held_out = [article for article in articles if article.article_id in validation_ids]

@@ -145,9 +145,9 @@ class WordCounts:
         return int(matches.sum())
 
     def repeats(self, fragment: str) -> int:
-        """How many times the fragment occurs, as Repetition counts it: a run of fewer than three letters
-        counts once however often it occurs ("it", "a")."""
-        return self.occurrences(fragment) if len(" ".join(_words(fragment))) >= 3 else 1
+        """How many times the fragment occurs, as Repetition counts it: at least once (a fragment without words
+        too), and a run of fewer than three letters once however often it occurs ("it", "a")."""
+        return max(self.occurrences(fragment), 1) if len(" ".join(_words(fragment))) >= 3 else 1
 
     def recurs(self, fragment: str) -> bool:
         """Whether the fragment's words occur at least twice in the document (`repeats`)."""
@@ -410,8 +410,7 @@ def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans:
 def repetition_weight(words: WordCounts, fragment: str, weights: Sequence[float]) -> float:
     """What p(Repetition) of a fragment is multiplied by: the weight for the times its words occur
     (`Decoding.repetition_weights`)."""
-    times = max(words.repeats(fragment), 1)  # 0: a fragment without words, which occurs once
-    return weights[min(times, len(weights)) - 1]
+    return weights[min(words.repeats(fragment), len(weights)) - 1]
 
 
 def ranked(techniques: list[str], probabilities: np.ndarray) -> list[tuple[str, float]]:

@@ -20,7 +20,10 @@ import numpy as np
 
 from persuasion.corpus import Article, span_gold, technique_gold
 from persuasion.eval.metrics import flc_scores, si_scores, tc_scores
-from persuasion.model.checkpoint import SELECTION, selection_score
+from persuasion.model.checkpoint import (SELECTION, read_validation_report, selection_score, split_articles,
+                                         write_settings, write_validation_report)
+from persuasion.model.detector import Detector
+from persuasion.train.logs import ProgressLog
 from persuasion.train.calibration import fit_calibration
 from persuasion.model.decoding import Decoding, DocumentScores, WordCounts, classify_occurrences, span_candidates
 from persuasion.model.decoding import head_probabilities, repetition_weight, technique_spans
@@ -226,7 +229,7 @@ def repetition_odds_ratios(articles: list[Article]) -> list[float]:
     for article in articles:
         words = WordCounts(article.text)
         for span in article.spans:
-            times = min(max(words.repeats(article.text[span.start: span.end]), 1), REPETITION_COUNTS)
+            times = min(words.repeats(article.text[span.start: span.end]), REPETITION_COUNTS)
             fragments[times - 1] += 1
             repetitions[times - 1] += span.technique == "Repetition"
     overall = repetitions.sum() / max(fragments.sum(), 1)
@@ -346,11 +349,6 @@ def add_arguments(parser) -> None:
 
 
 def run(args) -> int:
-    from persuasion.model.checkpoint import (read_validation_report, split_articles, write_settings,
-                                             write_validation_report)
-    from persuasion.model.detector import Detector
-    from persuasion.train.logs import ProgressLog
-
     report = read_validation_report(args.checkpoint)
     training, validation = split_articles(args.data, args.checkpoint)
     with ProgressLog():

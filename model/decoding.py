@@ -54,6 +54,10 @@ class Decoding:
     repetition_rule: bool = False  # relabel spans whose words recur in the document as Repetition
     join_across_sentences: bool = True  # a run of tokens continues over a sentence end (False: it is cut there)
     trim_function_words: bool = False  # a span does not end on a dangling function word (DANGLING_WORDS)
+    # Where the network kept its technique tagger: a run of tokens whose p(technique t covers the token) reaches
+    # this is a span of technique t too, unless a detected span of t overlaps it (None: no such spans). The gold
+    # has overlapping spans of different techniques; the span tagger finds one span per stretch of text.
+    tagger_span_threshold: float | None = None
     # (raw score, calibrated score) knots, increasing, read with np.interp: a span's raw score (p(span) x
     # p(technique)) becomes P(a span flagged at that score overlaps a gold span of its technique), a sentence's
     # (its highest p(token inside a span)) P(the sentence overlaps a gold span); both fitted on validation
@@ -104,7 +108,8 @@ class WindowScores:
     token_end: int  # one past the last
     tag_log_probabilities: np.ndarray  # (tokens, 3) float32: log p(O/B/I) of its content tokens
     states: np.ndarray  # (framing + tokens, hidden) float32: the encoder's states, framing tokens included
-    p_technique: np.ndarray | None = None  # (tokens,): the technique tagger's p(some technique covers it)
+    # (tokens, techniques): the technique tagger's p(a span of the technique covers the token); None without one
+    p_techniques: np.ndarray | None = None
 
 
 def softmax(logits: np.ndarray, temperature: float) -> np.ndarray:
@@ -198,10 +203,19 @@ class DocumentScores:
 
     @cached_property
     def p_technique(self) -> np.ndarray | None:
-        """Per token, the technique tagger's p(some technique's span covers it); None without a tagger."""
-        if not self.windows or self.windows[0].p_technique is None:
+        """Per token, the technique tagger's p(some technique's span covers it), the noisy-or over the
+        techniques (outside a span only if no technique covers it); None without a tagger."""
+        if not self.windows or self.windows[0].p_techniques is None:
             return None
-        return self._window_means(lambda window: window.p_technique)
+        return self._window_means(lambda window: 1.0 - (1.0 - window.p_techniques).prod(axis=-1))
+
+    @cached_property
+    def p_each_technique(self) -> np.ndarray | None:
+        """(tokens, techniques): the technique tagger's p(a span of each technique covers the token); None
+        without a tagger."""
+        if not self.windows or self.windows[0].p_techniques is None:
+            return None
+        return self._window_means(lambda window: window.p_techniques, width=len(self.techniques))
 
     @cached_property
     def word_counts(self) -> WordCounts:
@@ -231,6 +245,9 @@ def technique_spans(scores: DocumentScores, decoding: Decoding) -> list[Span]:
                 spans.append(Span(start, end, scores.text[start:end], technique, span_score * probability))
     if decoding.repetition_rule:
         spans = relabel_repetitions(scores.word_counts, spans)
+    spans += [Span(start, end, scores.text[start:end], technique, score)
+              for start, end, technique, score in tagger_spans(scores, decoding, spans)]
+    spans.sort(key=lambda span: (span.start, span.end))  # in text order; a span's techniques stay best first
     calibrated = calibrate(decoding.span_calibration, [span.score for span in spans])
     return [replace(span, score=score) for span, score in zip(spans, calibrated) if score >= decoding.min_score]
 
@@ -290,12 +307,58 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
     return spans
 
 
+def tagger_spans(scores: DocumentScores, decoding: Decoding, detected: Sequence[Span] = ()
+                 ) -> list[tuple[int, int, str, float]]:
+    """(start, end, technique, mean p(technique)) of each run of tokens whose technique tagger p(technique)
+    reaches `tagger_span_threshold`, shaped as detected spans are (whole words, cut at sentence ends unless
+    the decoding joins across them, dangling words trimmed if it trims), those a detected span of the same
+    technique overlaps left out. A Repetition run whose words occur once is no Repetition (see
+    `weigh_repetition`)."""
+    if decoding.tagger_span_threshold is None or scores.p_each_technique is None:
+        return []
+    p_each = scores.p_each_technique
+    offsets, text = scores.document.offsets, scores.text
+    found = []
+    for column, technique in enumerate(scores.techniques):
+        token_runs: list[list[int]] = []
+        for token in np.flatnonzero(p_each[:, column] >= decoding.tagger_span_threshold).tolist():
+            if token_runs and token_runs[-1][1] == token - 1 and (
+                    decoding.join_across_sentences or not sentence_end_between(text, offsets[token - 1][1],
+                                                                                offsets[token][0])):
+                token_runs[-1][1] = token
+            else:
+                token_runs.append([token, token])
+        shaped: list[tuple[int, int, list[float]]] = []
+        for first, last in token_runs:
+            start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
+            if decoding.trim_function_words:
+                end = without_dangling_words(text, start, end)
+            if not WORD_CHARACTER.search(text, start, end):
+                continue
+            run_scores = p_each[first: last + 1, column].tolist()
+            if shaped and start < shaped[-1][1]:  # snapping made two runs touch: keep them as one
+                previous_start, _, previous_scores = shaped.pop()
+                start, run_scores = previous_start, previous_scores + run_scores
+            shaped.append((start, end, run_scores))
+        for start, end, run_scores in shaped:
+            if any(span.technique == technique and span.start < end and start < span.end for span in detected):
+                continue
+            if technique == "Repetition" and repetition_weight(scores.word_counts, text[start:end],
+                                                               decoding.repetition_weights) == 0.0:
+                continue
+            found.append((start, end, technique, float(np.mean(run_scores))))
+    return sorted(found)
+
+
 def last_safe_cut(scores: DocumentScores, decoding: Decoding) -> int | None:
     """The last token c (0 < c < tokens) where the document can be cut in two and each part decoded alone to
     the spans of the whole, or None: span_gap_tokens + 1 tokens before c score below the extension threshold
     (no run joins across c) and token c starts where two word characters do not meet (snapping spans to
-    whole words cannot make two spans meet across c)."""
+    whole words cannot make two spans meet across c). Where the decoding finds technique tagger spans, those
+    tokens score below its threshold for every technique too."""
     below = scores.token_scores(decoding) < decoding.span_threshold - decoding.span_extension_margin
+    if decoding.tagger_span_threshold is not None and scores.p_each_technique is not None:
+        below &= scores.p_each_technique.max(axis=1) < decoding.tagger_span_threshold
     positions = np.arange(len(below))
     below_run = positions - np.maximum.accumulate(np.where(below, -1, positions))  # below-threshold tokens ending here
     offsets, text = scores.document.offsets, scores.text

@@ -26,8 +26,9 @@ class PersuasionNetwork(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(hidden, num_techniques),
         )
-        # Which techniques' spans cover each token: trained as an extra signal for the encoder (train/losses.py),
-        # and at inference a second estimate of p(token inside a span), mixed in by a weight tuned on validation.
+        # Which techniques' spans cover each token: trained as an extra signal for the encoder (train/losses.py);
+        # at inference a second estimate of p(token inside a span), mixed in by a weight tuned on validation, and
+        # spans of one technique where a run of tokens reaches a tuned threshold (Decoding.tagger_span_threshold).
         self.token_technique_head = nn.Linear(hidden, num_techniques) if technique_tagger else None
 
     @classmethod
@@ -68,11 +69,6 @@ class PersuasionNetwork(nn.Module):
     def token_technique_logits(self, hidden: torch.Tensor) -> torch.Tensor:
         """One logit per token and technique: whether a span of that technique covers the token."""
         return self.token_technique_head(self.dropout(hidden))
-
-    def p_any_technique(self, hidden: torch.Tensor) -> torch.Tensor:
-        """Per token, the noisy-or over the techniques: outside a span only if no technique covers it."""
-        p_none = (1.0 - self.token_technique_logits(hidden).float().sigmoid()).prod(-1)
-        return 1.0 - p_none
 
 
 def _pool_spans(hidden: torch.Tensor, span_window: torch.Tensor, span_bounds: torch.Tensor

@@ -1,10 +1,10 @@
 """The network's stages; each returns arrays, and decoding (model/decoding.py) is numpy on them.
 
 1. `scored_windows`: windows of token ids in, per window its span tagger's log p(O/B/I), the technique
-   tagger's p(some technique) and the encoder's states out, a batch per forward pass. It is the one loop
-   that runs the encoder at inference: `Detector.score` gives it the windows of a list of texts,
-   `detect_streamed` those of one long text as its tokens arrive (model/streaming.py), a distillation
-   teacher those of the training texts (train/distil.py).
+   tagger's p(each technique's span covers the token) and the encoder's states out, a batch per forward
+   pass. It is the one loop that runs the encoder at inference: `Detector.score` gives it the windows of a
+   list of texts, `detect_streamed` those of one long text as its tokens arrive (model/streaming.py), a
+   distillation teacher those of the training texts (train/distil.py).
 2. `classify_spans`: spans of a scored document in, the technique head's logits out, each span read in the
    window that sees it best. Which spans depends on the decoding (thresholds decide where spans are), so
    `Detector.classify_candidates` classifies those a decoding finds; the logits are cached by (start, end).
@@ -53,12 +53,12 @@ def score_batch(network: PersuasionNetwork, framing: WindowFraming, batch: list[
     hidden = network.encode(input_ids.to(device), attention_mask.to(device))
     log_probabilities = network.tag_log_probabilities(hidden).cpu().numpy()
     tagger = network.token_technique_head is not None
-    p_any = network.p_any_technique(hidden).cpu().numpy() if tagger else None
+    p_techniques = network.token_technique_logits(hidden).float().sigmoid().cpu().numpy() if tagger else None
     states = hidden.cpu().numpy()
     content = framing.offset
     return [(key, WindowScores(start, end, log_probabilities[row, content: content + len(ids)],
                                states[row, : len(ids) + framing.extra_tokens],
-                               p_any[row, content: content + len(ids)] if tagger else None))
+                               p_techniques[row, content: content + len(ids)] if tagger else None))
             for row, (key, start, end, ids) in enumerate(batch)]
 
 

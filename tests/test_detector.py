@@ -19,7 +19,8 @@ from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
-from persuasion.model.decoding import BEGIN, INSIDE, DocumentScores, cuts_word, decode, decode_spans, snap_to_words
+from persuasion.model.decoding import (BEGIN, INSIDE, DocumentScores, cuts_word, decode, decode_spans, snap_to_words,
+                                      tagger_spans, technique_spans)
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
@@ -38,16 +39,17 @@ awkward_texts = st.lists(st.one_of(st.sampled_from(AWKWARD_PIECES), st.text(max_
 
 def assert_well_formed(result, text: str) -> None:
     assert result.text == text
-    previous_end, previous_offsets = 0, None
+    previous_offsets, technique_ends = (0, 0), {}
     for span in result.spans:
         assert 0 <= span.start < span.end <= len(text)
         assert text[span.start: span.end] == span.text
         assert span.technique in TECHNIQUES
         assert 0.0 <= span.score <= 1.0 + 1e-9
         assert not cuts_word(text, span.start) and not cuts_word(text, span.end), "a span edge inside a word"
-        if (span.start, span.end) != previous_offsets:  # a span may carry several techniques
-            assert span.start >= previous_end, "spans overlap or are out of order"
-            previous_end, previous_offsets = span.end, (span.start, span.end)
+        assert (span.start, span.end) >= previous_offsets, "spans out of order"
+        # Spans of different techniques may overlap, as in the gold; two of one technique never do.
+        assert span.start >= technique_ends.get(span.technique, 0), "two spans of one technique overlap"
+        previous_offsets, technique_ends[span.technique] = (span.start, span.end), span.end
     previous_end = 0
     for sentence in result.sentences:
         assert previous_end <= sentence.start < sentence.end <= len(text)
@@ -392,9 +394,63 @@ def test_the_technique_tagger_mix_moves_token_scores_and_decoding(tiny_tagger_de
     assert mixed and mixed != alone
 
 
+def tagged_document(detector, text: str, runs: dict[str, list[tuple[str, float]]]) -> DocumentScores:
+    """The detector's scores of a text, its technique tagger saying p for the tokens of each listed words of
+    each technique and 0 elsewhere, in every window."""
+    scores = detector.score([text])[0]
+    p = np.zeros((len(scores.document.token_ids), len(detector.techniques)), dtype=np.float32)
+    for technique, words in runs.items():
+        for word, probability in words:
+            start = text.index(word)
+            first, last = scores.document.tokens_overlapping(start, start + len(word))
+            p[first: last + 1, detector.techniques.index(technique)] = probability
+    for window in scores.windows:
+        window.p_techniques = p[window.token_start: window.token_end]
+    return scores
+
+
+def test_a_run_of_the_technique_tagger_is_a_span_of_its_technique(tiny_tagger_detector):
+    text = "They lie about everything, a shameful betrayal. Treason is what they do."
+    scores = tagged_document(tiny_tagger_detector, text, {
+        "Loaded_Language": [("shameful", 0.7), ("betrayal", 0.7), ("Treason", 0.9)],
+        "Name_Calling,Labeling": [("lie", 0.4)]})
+    nothing_detected = replace(tiny_tagger_detector.decoding, span_threshold=1.1, span_calibration=())
+    assert tagger_spans(scores, nothing_detected) == []  # off by default
+    decoding = replace(nothing_detected, tagger_span_threshold=0.5, join_across_sentences=False)
+    spans = technique_spans(tiny_tagger_detector.classify_candidates(scores, [decoding]), decoding)
+    assert [(span.text, span.technique) for span in spans] == [
+        ("shameful betrayal", "Loaded_Language"), ("Treason", "Loaded_Language")]  # "lie" is under 0.5
+    assert spans[0].score == pytest.approx(0.7)  # the run's mean p(technique), as no calibration is fitted
+    # Over a sentence end a run is cut, unless the decoding joins across sentences.
+    across = tagged_document(tiny_tagger_detector, text, {"Loaded_Language": [("betrayal. Treason", 0.9)]})
+    assert [text[s:e] for s, e, _, _ in tagger_spans(across, decoding)] == ["betrayal.", "Treason"]
+    joined = replace(decoding, join_across_sentences=True)
+    assert [text[s:e] for s, e, _, _ in tagger_spans(across, joined)] == ["betrayal. Treason"]
+
+
+def test_a_detected_span_of_the_technique_leaves_out_the_taggers_span(tiny_tagger_detector):
+    from persuasion.result import Span
+
+    text = "They lie about everything, a shameful betrayal."
+    scores = tagged_document(tiny_tagger_detector, text, {"Loaded_Language": [("shameful betrayal", 0.9)]})
+    decoding = replace(tiny_tagger_detector.decoding, tagger_span_threshold=0.5)
+    start = text.index("betrayal")
+    assert tagger_spans(scores, decoding, [Span(start, start + 8, "betrayal", "Loaded_Language", 0.5)]) == []
+    other = [Span(start, start + 8, "betrayal", "Name_Calling,Labeling", 0.5)]
+    assert [text[s:e] for s, e, _, _ in tagger_spans(scores, decoding, other)] == ["shameful betrayal"]
+
+
+def test_a_taggers_repetition_span_needs_words_that_occur_twice(tiny_tagger_detector):
+    text = "Build the wall. They said it again: build the wall, and once: cheap talk."
+    scores = tagged_document(tiny_tagger_detector, text, {"Repetition": [("Build the wall", 0.9), ("cheap talk", 0.9)]})
+    decoding = replace(tiny_tagger_detector.decoding, tagger_span_threshold=0.5, repetition_weights=(0.0, 2.0))
+    assert [text[s:e] for s, e, _, _ in tagger_spans(scores, decoding)] == ["Build the wall"]
+
+
 def test_a_model_without_a_technique_tagger_ignores_the_mix(tiny_detector):
     scores = tiny_detector.score(["They lie. We know."])[0]
-    assert scores.p_technique is None
+    assert scores.p_technique is None and scores.p_each_technique is None
+    assert tagger_spans(scores, replace(tiny_detector.decoding, tagger_span_threshold=0.0)) == []
     p_inside, _ = scores.span_probabilities(1.0)
     assert scores.token_scores(replace(tiny_detector.decoding, technique_tag_mix=0.5, span_temperature=1.0)) is p_inside
 
@@ -600,6 +656,9 @@ def test_a_streamed_document_gets_the_spans_of_score_then_decode(tiny_detector, 
     scores = detector.score([text], batch_size)[0]
     # A threshold most tokens stay under, as a trained model's: the document has places to cut.
     decoding = replace(decoding, span_threshold=float(np.quantile(scores.token_scores(decoding), 0.7)))
+    if tagged:  # and spans of the technique tagger's runs, which must not be cut between stretches either
+        decoding = replace(decoding, tagger_span_threshold=float(np.quantile(scores.p_each_technique.max(axis=1), 0.8)))
+        assert tagger_spans(scores, decoding)
     detector = detector.with_decoding(decoding)
     done = []
     streamed = detector.detect_streamed(text, batch_size, progress=lambda characters, total: done.append(characters))

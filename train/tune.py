@@ -46,6 +46,7 @@ CONTEXT_MIXES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)  # the cont
 # every machine, and bf16 gives the same spans within its rounding (model/precision.py).
 TUNING_PRECISION = "fp32"
 SECOND_TECHNIQUE_THRESHOLDS = (0.0, 0.5, 0.4, 0.3, 0.25, 0.2)  # p(technique) giving a span a second one (0: none)
+TAGGER_SPAN_THRESHOLDS = (None, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25)  # tagger p(technique) making a span (None: none)
 
 log = logging.getLogger(__name__)
 
@@ -86,14 +87,20 @@ def score_articles(detector, articles: list[Article]) -> list[DocumentScores]:
             for article, scores in zip(articles, detector.score_windows([article.text for article in articles]))]
 
 
-def flc_f1(detector, scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
-    """Validation FLC F1 of a decoding: its spans, each with its technique (the network classifies the spans it
-    has not seen yet)."""
+def decoded_spans(detector, scores: list[DocumentScores], articles: list[Article], decoding: Decoding
+                  ) -> dict[str, list[tuple[int, int, str]]]:
+    """A decoding's spans of each article, each with its technique, as `detect` returns them (the network
+    classifies the spans it has not seen yet)."""
     predicted = {}
     for article, document in zip(articles, scores):
         detector.classify_candidates(document, [decoding])
         predicted[article.article_id] = [(s.start, s.end, s.technique) for s in technique_spans(document, decoding)]
-    return flc_scores(predicted, technique_gold(articles))["f1"]
+    return predicted
+
+
+def flc_f1(detector, scores: list[DocumentScores], articles: list[Article], decoding: Decoding) -> float:
+    """Validation FLC F1 of a decoding: its spans, each with its technique."""
+    return flc_scores(decoded_spans(detector, scores, articles, decoding), technique_gold(articles))["f1"]
 
 
 def span_trials(scores: list[DocumentScores], articles: list[Article], decoding: Decoding,
@@ -273,8 +280,8 @@ def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], 
 
 
 def tune_detector(detector, articles: list[Article], training_articles: list[Article]):
-    """Fit the stride, temperatures, span decoding, the Repetition choices and the score calibration on validation
-    (`articles`); the training articles give only the Repetition odds ratios.
+    """Fit the stride, temperatures, span decoding, the Repetition choices, the technique tagger's spans and the
+    score calibration on validation (`articles`); the training articles give only the Repetition odds ratios.
 
     Returns (the detector under the tuned stride and decoding, the validation report of the tuning).
     """
@@ -284,7 +291,7 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0,
                        repetition_weights=Decoding.repetition_weights,
                        context_mix=0.0, context_temperature=1.0, span_calibration=(), sentence_calibration=(),
-                       min_score=0.0)
+                       tagger_span_threshold=None, min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
@@ -330,6 +337,21 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     decoding = replace(decoding, technique_thresholds=dict.fromkeys(detector.techniques, second) if second else {})
     log.info(f"second technique above {second or 'never'}: validation FLC F1 by threshold {flc_by_second}")
 
+    # Spans of one technique where the technique tagger marks them and no detected span of it is, if SI + FLC gain.
+    full_task_by_tagger = {}
+    for threshold in TAGGER_SPAN_THRESHOLDS if detector.settings.technique_tagger else (None,):
+        predicted = decoded_spans(detector, scores, articles, replace(decoding, tagger_span_threshold=threshold))
+        full_task_by_tagger[threshold] = (si_scores({key: [(s, e) for s, e, _ in spans] for key, spans in
+                                                     predicted.items()}, span_gold(articles)),
+                                          flc_scores(predicted, gold)["f1"])
+    f1_by_tagger = {threshold: (round(si["f1"], 4), round(flc, 4))
+                    for threshold, (si, flc) in full_task_by_tagger.items()}
+    tagger_threshold = max(f1_by_tagger, key=lambda threshold: sum(f1_by_tagger[threshold]))  # ties keep the earlier
+    decoding = replace(decoding, tagger_span_threshold=tagger_threshold)
+    si, flc = full_task_by_tagger[tagger_threshold]
+    log.info(f"technique tagger spans above {tagger_threshold or 'never'}: validation (SI F1, FLC F1) by threshold "
+             f"{f1_by_tagger}")
+
     decoding, calibration = fit_calibration(scores, articles, decoding)
     decoding = replace(decoding, min_score=chosen_min_score)  # the user's choice, not tuning's
     log.info(f"calibration on validation: span score ECE {calibration['spans']['ece_raw']:.4f} -> "
@@ -338,7 +360,7 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
 
     tc = tc_scores(classify_gold_spans(scores, articles, decoding), gold)
     report = {"si": si, "tc_micro_f1": tc["micro_f1"], "tc_macro_f1": tc["macro_f1"],
-              "flc_f1": flc_by_second[second], "window_stride": stride,
+              "flc_f1": flc, "window_stride": stride,
               "si_f1_by_technique_tag_mix": si_by_mix, "calibration": calibration, "decoding": decoding.to_dict()}
     return detector.with_stride(stride).with_decoding(decoding), report
 

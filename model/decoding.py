@@ -48,6 +48,9 @@ class Decoding:
     # p(technique) = (1 - mix) head's + mix context classifier's (model/context.py), where the checkpoint has one
     context_mix: float = 0.0
     context_temperature: float = 1.0  # flattens or sharpens the context classifier's p(technique | span)
+    # Then p(technique) = (1 - mix) x that + mix x the technique tagger's p(technique) averaged over the span's
+    # tokens (normalised over the techniques), where the network kept its tagger: a third reader of the span.
+    tagger_technique_mix: float = 0.0
     # p(Repetition) multiplier by how often a fragment's words occur in the document: entry k - 1 for k times, the
     # last entry for that many or more. A fragment that occurs once repeats nothing, so entry 0 is 0.
     repetition_weights: tuple[float, ...] = (0.0, 1.0)
@@ -408,11 +411,13 @@ def without_dangling_words(text: str, start: int, end: int) -> int:
 
 
 def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]], decoding: Decoding) -> np.ndarray:
-    """p(technique) for each (start, end): the technique head's, mixed with the context classifier's where the
-    decoding says so, weighed by whether the span's words recur."""
+    """p(technique) for each (start, end): the technique head's, mixed with the context classifier's and the
+    technique tagger's where the decoding says so, weighed by whether the span's words recur."""
     probabilities, classified = head_probabilities(scores, spans, decoding.technique_temperature)
     if decoding.context_mix:
         probabilities = mix_context(scores, spans, probabilities, decoding.context_mix, decoding.context_temperature)
+    if decoding.tagger_technique_mix and scores.p_each_technique is not None:
+        probabilities = mix_tagger(scores, spans, probabilities, decoding.tagger_technique_mix)
     return weigh_repetition(scores.word_counts, scores.text, scores.techniques, spans, probabilities, classified,
                             decoding.repetition_weights)
 
@@ -446,6 +451,19 @@ def mix_context(scores: DocumentScores, spans: list[tuple[int, int]], probabilit
         logits = scores.context_logits[span]
         if logits is not None:
             mixed[row] = (1.0 - mix) * probabilities[row] + mix * softmax(logits, temperature)
+    return mixed
+
+
+def mix_tagger(scores: DocumentScores, spans: list[tuple[int, int]], probabilities: np.ndarray, mix: float
+               ) -> np.ndarray:
+    """(1 - mix) x p(technique) + mix x the technique tagger's p(technique) averaged over each span's tokens and
+    normalised over the techniques (a span with no token keeps its own)."""
+    mixed = probabilities.copy()
+    for row, (start, end) in enumerate(spans):
+        tokens = scores.document.tokens_overlapping(start, end)
+        if tokens is not None:
+            tagged = scores.p_each_technique[tokens[0]: tokens[1] + 1].mean(axis=0)
+            mixed[row] = (1.0 - mix) * probabilities[row] + mix * tagged / max(tagged.sum(), 1e-12)
     return mixed
 
 

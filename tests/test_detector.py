@@ -20,7 +20,7 @@ from conftest import build_tiny_checkpoint, make_article
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
 from persuasion.model.decoding import (BEGIN, INSIDE, DocumentScores, cuts_word, decode, decode_spans, snap_to_words,
-                                      tagger_spans, technique_spans)
+                                      tagger_spans, technique_probabilities, technique_spans)
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
@@ -447,10 +447,32 @@ def test_a_taggers_repetition_span_needs_words_that_occur_twice(tiny_tagger_dete
     assert [text[s:e] for s, e, _, _ in tagger_spans(scores, decoding)] == ["Build the wall"]
 
 
+def test_the_technique_taggers_share_moves_p_technique_toward_its_mean_over_the_span(tiny_tagger_detector):
+    text = "They lie about everything, a shameful betrayal."
+    scores = tagged_document(tiny_tagger_detector, text, {"Slogans": [("shameful", 0.9), ("betrayal", 0.3)],
+                                                          "Doubt": [("shameful betrayal", 0.3)]})
+    span = (text.index("shameful"), len(text) - 1)
+    tiny_tagger_detector.classify_candidates(scores, spans=[span])
+    decoding = replace(tiny_tagger_detector.decoding, repetition_weights=(1.0,))
+    head = technique_probabilities(scores, [span], decoding)[0]
+    # The tagger alone: its mean p(technique) over the span's tokens, normalised over the techniques.
+    first, last = scores.document.tokens_overlapping(*span)
+    tagged = scores.p_each_technique[first: last + 1].mean(axis=0)
+    alone = technique_probabilities(scores, [span], replace(decoding, tagger_technique_mix=1.0))[0]
+    np.testing.assert_allclose(alone, tagged / tagged.sum())
+    assert scores.techniques[int(np.argmax(alone))] == "Slogans" and alone.sum() == pytest.approx(1.0)
+    quarter = technique_probabilities(scores, [span], replace(decoding, tagger_technique_mix=0.25))[0]
+    np.testing.assert_allclose(quarter, 0.75 * head + 0.25 * alone)
+
+
 def test_a_model_without_a_technique_tagger_ignores_the_mix(tiny_detector):
     scores = tiny_detector.score(["They lie. We know."])[0]
     assert scores.p_technique is None and scores.p_each_technique is None
     assert tagger_spans(scores, replace(tiny_detector.decoding, tagger_span_threshold=0.0)) == []
+    tiny_detector.classify_candidates(scores, spans=[(0, 8)])
+    head = technique_probabilities(scores, [(0, 8)], tiny_detector.decoding)
+    np.testing.assert_array_equal(
+        technique_probabilities(scores, [(0, 8)], replace(tiny_detector.decoding, tagger_technique_mix=0.5)), head)
     p_inside, _ = scores.span_probabilities(1.0)
     assert scores.token_scores(replace(tiny_detector.decoding, technique_tag_mix=0.5, span_temperature=1.0)) is p_inside
 

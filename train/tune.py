@@ -12,6 +12,7 @@ chooses (`Detector.classify_candidates`). Nothing changes a live detector.
 
 from __future__ import annotations
 
+import itertools
 import json
 import logging
 from dataclasses import replace
@@ -42,6 +43,7 @@ TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tag
 SPAN_SHAPES = ((True, False), (True, True), (False, False), (False, True))
 FULL_TASK_TRIALS = 40  # span decodings with the best SI F1 that are also scored on FLC F1
 CONTEXT_MIXES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)  # the context classifier's share of p(technique)
+TAGGER_TECHNIQUE_MIXES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)  # the technique tagger's share of p(technique), after that
 # Tuning runs the network in fp32 whatever the hardware's `auto` is: a checkpoint tunes to the same choices on
 # every machine, and bf16 gives the same spans within its rounding (model/precision.py).
 TUNING_PRECISION = "fp32"
@@ -290,31 +292,37 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
     decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0,
                        repetition_weights=Decoding.repetition_weights,
-                       context_mix=0.0, context_temperature=1.0, span_calibration=(), sentence_calibration=(),
-                       tagger_span_threshold=None, min_score=0.0)
+                       context_mix=0.0, context_temperature=1.0, tagger_technique_mix=0.0, span_calibration=(),
+                       sentence_calibration=(), tagger_span_threshold=None, min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
     log.info(f"temperatures: span {decoding.span_temperature}, technique {decoding.technique_temperature}")
 
-    # The context classifier's share and the Repetition strength together, on TC micro-F1, then macro-F1.
+    # The context classifier's and the technique tagger's shares and the Repetition strength together, on TC
+    # micro-F1, then macro-F1.
     gold = technique_gold(articles)
-    mixes = CONTEXT_MIXES if detector.context is not None else (0.0,)
+    context_mixes = CONTEXT_MIXES if detector.context is not None else (0.0,)
+    tagger_mixes = TAGGER_TECHNIQUE_MIXES if detector.settings.technique_tagger else (0.0,)
     if detector.context is not None:
         decoding = replace(decoding, context_temperature=fit_context_temperature(scores, articles))
     odds_ratios = repetition_odds_ratios(training_articles)
     tc_by_choice = {}
-    for mix in mixes:
-        for strength in REPETITION_STRENGTHS:
-            trial = replace(decoding, context_mix=mix, repetition_weights=repetition_weights(odds_ratios, strength))
-            tc = tc_scores(classify_gold_spans(scores, articles, trial), gold)
-            tc_by_choice[mix, strength] = (round(tc["micro_f1"], 4), round(tc["macro_f1"], 4))
-    # Ties go to the smaller share and strength.
-    mix, strength = max(tc_by_choice, key=lambda choice: (tc_by_choice[choice], -choice[0], -choice[1]))
-    decoding = replace(decoding, context_mix=mix, repetition_weights=repetition_weights(odds_ratios, strength))
-    log.info(f"context classifier share {mix} (temperature {decoding.context_temperature}), Repetition strength "
-             f"{strength} on odds ratios {[round(ratio, 2) for ratio in odds_ratios]}: validation TC micro-, "
-             f"macro-F1 by (share, strength) {tc_by_choice}")
+    for choice in itertools.product(context_mixes, tagger_mixes, REPETITION_STRENGTHS):
+        context_mix, tagger_mix, strength = choice
+        trial = replace(decoding, context_mix=context_mix, tagger_technique_mix=tagger_mix,
+                        repetition_weights=repetition_weights(odds_ratios, strength))
+        tc = tc_scores(classify_gold_spans(scores, articles, trial), gold)
+        tc_by_choice[choice] = (round(tc["micro_f1"], 4), round(tc["macro_f1"], 4))
+    # Ties go to the smaller shares and strength.
+    best = max(tc_by_choice, key=lambda choice: (tc_by_choice[choice], *(-value for value in choice)))
+    context_mix, tagger_mix, strength = best
+    decoding = replace(decoding, context_mix=context_mix, tagger_technique_mix=tagger_mix,
+                       repetition_weights=repetition_weights(odds_ratios, strength))
+    log.info(f"context classifier share {context_mix} (temperature {decoding.context_temperature}), technique "
+             f"tagger share {tagger_mix}, Repetition strength {strength} on odds ratios "
+             f"{[round(ratio, 2) for ratio in odds_ratios]}: validation TC micro-, macro-F1 by (context share, "
+             f"tagger share, strength) {tc_by_choice}")
 
     decoding, si, _, si_by_mix = best_span_decoding(detector, scores, articles, decoding)
     log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "

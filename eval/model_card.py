@@ -96,6 +96,7 @@ def model_context(name: str, folder: Path, config: str) -> dict:
         "technique_tagger": settings["technique_tagger"],
         "repetition_weighed": any(weight > 1 for weight in Decoding.from_dict(settings["decoding"]).repetition_weights),
         "tagger_spans": Decoding.from_dict(settings["decoding"]).tagger_span_threshold is not None,
+        "tagger_share": Decoding.from_dict(settings["decoding"]).tagger_technique_mix,
         "recipe": settings.get("recipe", {}),
         "dev": headline(metrics), "dev_articles": metrics["articles"], "calibration": metrics.get("calibration"),
         "per_technique": {row["name"]: row for row in rows}, "technique_order": [row["name"] for row in rows],

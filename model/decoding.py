@@ -51,6 +51,7 @@ class Decoding:
     # Then p(technique) = (1 - mix) x that + mix x the technique tagger's p(technique) averaged over the span's
     # tokens (normalised over the techniques), where the network kept its tagger: a third reader of the span.
     tagger_technique_mix: float = 0.0
+    tagger_technique_temperature: float = 1.0  # flattens or sharpens that average: its power 1 / T, normalised
     # p(Repetition) multiplier by how often a fragment's words occur in the document: entry k - 1 for k times, the
     # last entry for that many or more. A fragment that occurs once repeats nothing, so entry 0 is 0.
     repetition_weights: tuple[float, ...] = (0.0, 1.0)
@@ -417,7 +418,8 @@ def technique_probabilities(scores: DocumentScores, spans: list[tuple[int, int]]
     if decoding.context_mix:
         probabilities = mix_context(scores, spans, probabilities, decoding.context_mix, decoding.context_temperature)
     if decoding.tagger_technique_mix and scores.p_each_technique is not None:
-        probabilities = mix_tagger(scores, spans, probabilities, decoding.tagger_technique_mix)
+        probabilities = mix_tagger(scores, spans, probabilities, decoding.tagger_technique_mix,
+                                   decoding.tagger_technique_temperature)
     return weigh_repetition(scores.word_counts, scores.text, scores.techniques, spans, probabilities, classified,
                             decoding.repetition_weights)
 
@@ -454,17 +456,25 @@ def mix_context(scores: DocumentScores, spans: list[tuple[int, int]], probabilit
     return mixed
 
 
-def mix_tagger(scores: DocumentScores, spans: list[tuple[int, int]], probabilities: np.ndarray, mix: float
-               ) -> np.ndarray:
-    """(1 - mix) x p(technique) + mix x the technique tagger's p(technique) averaged over each span's tokens and
-    normalised over the techniques (a span with no token keeps its own)."""
+def mix_tagger(scores: DocumentScores, spans: list[tuple[int, int]], probabilities: np.ndarray, mix: float,
+               temperature: float) -> np.ndarray:
+    """(1 - mix) x p(technique) + mix x `tagger_probabilities` (a span with no token keeps its own)."""
     mixed = probabilities.copy()
-    for row, (start, end) in enumerate(spans):
-        tokens = scores.document.tokens_overlapping(start, end)
-        if tokens is not None:
-            tagged = scores.p_each_technique[tokens[0]: tokens[1] + 1].mean(axis=0)
-            mixed[row] = (1.0 - mix) * probabilities[row] + mix * tagged / max(tagged.sum(), 1e-12)
+    for row, span in enumerate(spans):
+        tagged = tagger_probabilities(scores, span, temperature)
+        if tagged is not None:
+            mixed[row] = (1.0 - mix) * probabilities[row] + mix * tagged
     return mixed
+
+
+def tagger_probabilities(scores: DocumentScores, span: tuple[int, int], temperature: float) -> np.ndarray | None:
+    """The technique tagger's p(technique) of a span: the mean over its tokens of p(technique covers the
+    token), to the power 1 / temperature, normalised over the techniques; None for a span with no token."""
+    tokens = scores.document.tokens_overlapping(*span)
+    if tokens is None:
+        return None
+    tempered = scores.p_each_technique[tokens[0]: tokens[1] + 1].mean(axis=0) ** (1.0 / temperature)
+    return tempered / max(tempered.sum(), 1e-300)
 
 
 def weigh_repetition(words: WordCounts, text: str, techniques: list[str], spans: list[tuple[int, int]],

@@ -463,6 +463,9 @@ def test_the_technique_taggers_share_moves_p_technique_toward_its_mean_over_the_
     assert scores.techniques[int(np.argmax(alone))] == "Slogans" and alone.sum() == pytest.approx(1.0)
     quarter = technique_probabilities(scores, [span], replace(decoding, tagger_technique_mix=0.25))[0]
     np.testing.assert_allclose(quarter, 0.75 * head + 0.25 * alone)
+    sharpened = technique_probabilities(scores, [span], replace(decoding, tagger_technique_mix=1.0,
+                                                                tagger_technique_temperature=0.5))[0]
+    np.testing.assert_allclose(sharpened, tagged ** 2 / (tagged ** 2).sum())
 
 
 def test_a_model_without_a_technique_tagger_ignores_the_mix(tiny_detector):

@@ -27,7 +27,7 @@ from persuasion.model.detector import Detector
 from persuasion.train.logs import ProgressLog
 from persuasion.train.calibration import fit_calibration
 from persuasion.model.decoding import Decoding, DocumentScores, WordCounts, classify_occurrences, span_candidates
-from persuasion.model.decoding import head_probabilities, repetition_weight, technique_spans
+from persuasion.model.decoding import head_probabilities, repetition_weight, tagger_probabilities, technique_spans
 
 SPAN_THRESHOLDS = np.round(np.arange(0.20, 0.81, 0.025), 3)
 TEMPERATURES = np.round(np.arange(0.5, 3.01, 0.05), 3)
@@ -267,6 +267,18 @@ def fit_context_temperature(scores: list[DocumentScores], articles: list[Article
     return fit_temperature(np.array(log_probabilities), np.array(targets)) if targets else 1.0
 
 
+def fit_tagger_temperature(scores: list[DocumentScores], articles: list[Article]) -> float:
+    """The technique tagger's temperature (`tagger_probabilities`), on the gold fragments' techniques."""
+    log_probabilities, targets = [], []
+    for article, document in zip(articles, scores):
+        for span in article.spans:
+            probabilities = tagger_probabilities(document, (span.start, span.end), 1.0)
+            if probabilities is not None:
+                log_probabilities.append(np.log(np.maximum(probabilities, 1e-300)))
+                targets.append(document.techniques.index(span.technique))
+    return fit_temperature(np.array(log_probabilities), np.array(targets)) if targets else 1.0
+
+
 def fit_span_temperature(scores: list[DocumentScores], articles: list[Article], tokenizer) -> float:
     """The span tagger's temperature, on window-averaged O/B/I probabilities against the token tags."""
     from persuasion.train.features import encode_article
@@ -292,8 +304,9 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     detector = detector.with_stride(detector.settings.recipe.get("inference_stride", detector.settings.window_stride))
     decoding = replace(detector.decoding, span_temperature=1.0, technique_temperature=1.0,
                        repetition_weights=Decoding.repetition_weights,
-                       context_mix=0.0, context_temperature=1.0, tagger_technique_mix=0.0, span_calibration=(),
-                       sentence_calibration=(), tagger_span_threshold=None, min_score=0.0)
+                       context_mix=0.0, context_temperature=1.0, tagger_technique_mix=0.0,
+                       tagger_technique_temperature=1.0, span_calibration=(), sentence_calibration=(),
+                       tagger_span_threshold=None, min_score=0.0)
     stride, scores = choose_window_stride(detector, articles, decoding)
     decoding = replace(decoding, technique_temperature=fit_technique_temperature(scores, articles, decoding),
                        span_temperature=fit_span_temperature(scores, articles, detector.tokenizer))
@@ -306,6 +319,8 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     tagger_mixes = TAGGER_TECHNIQUE_MIXES if detector.settings.technique_tagger else (0.0,)
     if detector.context is not None:
         decoding = replace(decoding, context_temperature=fit_context_temperature(scores, articles))
+    if detector.settings.technique_tagger:
+        decoding = replace(decoding, tagger_technique_temperature=fit_tagger_temperature(scores, articles))
     odds_ratios = repetition_odds_ratios(training_articles)
     tc_by_choice = {}
     for choice in itertools.product(context_mixes, tagger_mixes, REPETITION_STRENGTHS):
@@ -320,9 +335,9 @@ def tune_detector(detector, articles: list[Article], training_articles: list[Art
     decoding = replace(decoding, context_mix=context_mix, tagger_technique_mix=tagger_mix,
                        repetition_weights=repetition_weights(odds_ratios, strength))
     log.info(f"context classifier share {context_mix} (temperature {decoding.context_temperature}), technique "
-             f"tagger share {tagger_mix}, Repetition strength {strength} on odds ratios "
-             f"{[round(ratio, 2) for ratio in odds_ratios]}: validation TC micro-, macro-F1 by (context share, "
-             f"tagger share, strength) {tc_by_choice}")
+             f"tagger share {tagger_mix} (temperature {decoding.tagger_technique_temperature}), Repetition strength "
+             f"{strength} on odds ratios {[round(ratio, 2) for ratio in odds_ratios]}: validation TC micro-, "
+             f"macro-F1 by (context share, tagger share, strength) {tc_by_choice}")
 
     decoding, si, _, si_by_mix = best_span_decoding(detector, scores, articles, decoding)
     log.info(f"span threshold {decoding.span_threshold}, extension margin {decoding.span_extension_margin}, "

@@ -251,7 +251,7 @@ def technique_spans(scores: DocumentScores, decoding: Decoding) -> list[Span]:
         spans = relabel_repetitions(scores.word_counts, spans)
     spans += [Span(start, end, scores.text[start:end], technique, score)
               for start, end, technique, score in tagger_spans(scores, decoding, spans)]
-    spans.sort(key=lambda span: (span.start, span.end))  # in text order; a span's techniques stay best first
+    spans.sort(key=lambda span: (span.start, span.end, -span.score))  # in text order, techniques best first
     calibrated = calibrate(decoding.span_calibration, [span.score for span in spans])
     return [replace(span, score=score) for span, score in zip(spans, calibrated) if score >= decoding.min_score]
 

@@ -43,7 +43,8 @@ TECHNIQUE_TAG_MIXES = (0.0, 0.25, 0.5, 0.75, 1.0)  # weight of the technique tag
 SPAN_SHAPES = ((True, False), (True, True), (False, False), (False, True))
 FULL_TASK_TRIALS = 40  # span decodings with the best SI F1 that are also scored on FLC F1
 CONTEXT_MIXES = (0.0, 0.1, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.75, 1.0)  # the context classifier's share of p(technique)
-TAGGER_TECHNIQUE_MIXES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)  # the technique tagger's share of p(technique), after that
+# The technique tagger's share of p(technique), mixed in after the context classifier's.
+TAGGER_TECHNIQUE_MIXES = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.75)
 # Tuning runs the network in fp32 whatever the hardware's `auto` is: a checkpoint tunes to the same choices on
 # every machine, and bf16 gives the same spans within its rounding (model/precision.py).
 TUNING_PRECISION = "fp32"

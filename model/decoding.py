@@ -296,11 +296,10 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
         token_runs.append([token, token])
     spans = []
     for first, last in token_runs:
-        start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
-        if decoding.trim_function_words:
-            end = without_dangling_words(text, start, end)
-        if not WORD_CHARACTER.search(text, start, end):  # "!" or "..." alone is no fragment of an argument
+        edges = run_edges(text, offsets, first, last, decoding)
+        if edges is None:
             continue
+        start, end = edges
         run_scores = token_scores[first: last + 1]
         score, peak = float(run_scores.mean()), float(run_scores.max())
         if score >= decoding.span_min_score:
@@ -309,6 +308,17 @@ def span_candidates(scores: DocumentScores, decoding: Decoding) -> list[tuple[in
                 start, score, peak = previous[0], max(score, previous[2]), max(peak, previous[3])
             spans.append((start, end, score, peak))
     return spans
+
+
+def run_edges(text: str, offsets: Sequence[tuple[int, int]], first: int, last: int, decoding: Decoding
+              ) -> tuple[int, int] | None:
+    """The characters a run of tokens (first to last, inclusive) covers as a span: whole words, without a dangling
+    function word at its end if the decoding trims; None for a run without a word character ("!" or "..." alone
+    is no fragment of an argument)."""
+    start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
+    if decoding.trim_function_words:
+        end = without_dangling_words(text, start, end)
+    return (start, end) if WORD_CHARACTER.search(text, start, end) else None
 
 
 def tagger_spans(scores: DocumentScores, decoding: Decoding, detected: Sequence[Span] = ()
@@ -334,11 +344,10 @@ def tagger_spans(scores: DocumentScores, decoding: Decoding, detected: Sequence[
                 token_runs.append([token, token])
         shaped: list[tuple[int, int, list[float]]] = []
         for first, last in token_runs:
-            start, end = snap_to_words(text, offsets[first][0], offsets[last][1])
-            if decoding.trim_function_words:
-                end = without_dangling_words(text, start, end)
-            if not WORD_CHARACTER.search(text, start, end):
+            edges = run_edges(text, offsets, first, last, decoding)
+            if edges is None:
                 continue
+            start, end = edges
             run_scores = p_each[first: last + 1, column].tolist()
             if shaped and start < shaped[-1][1]:  # snapping made two runs touch: keep them as one
                 previous_start, _, previous_scores = shaped.pop()

@@ -15,6 +15,7 @@ from __future__ import annotations
 import itertools
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import replace
 
 import numpy as np
@@ -257,25 +258,33 @@ def repetition_weights(odds_ratios: list[float], strength: float) -> tuple[float
 
 def fit_context_temperature(scores: list[DocumentScores], articles: list[Article]) -> float:
     """The context classifier's temperature, on the gold fragments' techniques."""
-    log_probabilities, targets = [], []
-    for article, document in zip(articles, scores):
-        for span in article.spans:
-            logits = document.context_logits.get((span.start, span.end))
-            if logits is not None:
-                shifted = logits - logits.max()
-                log_probabilities.append(shifted - np.log(np.exp(shifted).sum()))
-                targets.append(document.techniques.index(span.technique))
-    return fit_temperature(np.array(log_probabilities), np.array(targets)) if targets else 1.0
+    def read(document: DocumentScores, span: tuple[int, int]) -> np.ndarray | None:
+        logits = document.context_logits.get(span)
+        if logits is None:
+            return None
+        shifted = logits - logits.max()
+        return shifted - np.log(np.exp(shifted).sum())
+    return fit_reader_temperature(scores, articles, read)
 
 
 def fit_tagger_temperature(scores: list[DocumentScores], articles: list[Article]) -> float:
     """The technique tagger's temperature (`tagger_probabilities`), on the gold fragments' techniques."""
+    def read(document: DocumentScores, span: tuple[int, int]) -> np.ndarray | None:
+        probabilities = tagger_probabilities(document, span, 1.0)
+        return None if probabilities is None else np.log(np.maximum(probabilities, 1e-300))
+    return fit_reader_temperature(scores, articles, read)
+
+
+def fit_reader_temperature(scores: list[DocumentScores], articles: list[Article],
+                           read: Callable[[DocumentScores, tuple[int, int]], np.ndarray | None]) -> float:
+    """The temperature of a reader of spans' techniques, read(document, (start, end)) giving its
+    log p(technique) of a span (None: it did not read it), fitted on the gold fragments' techniques."""
     log_probabilities, targets = [], []
     for article, document in zip(articles, scores):
         for span in article.spans:
-            probabilities = tagger_probabilities(document, (span.start, span.end), 1.0)
-            if probabilities is not None:
-                log_probabilities.append(np.log(np.maximum(probabilities, 1e-300)))
+            read_log_probabilities = read(document, (span.start, span.end))
+            if read_log_probabilities is not None:
+                log_probabilities.append(read_log_probabilities)
                 targets.append(document.techniques.index(span.technique))
     return fit_temperature(np.array(log_probabilities), np.array(targets)) if targets else 1.0
 

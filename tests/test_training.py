@@ -14,7 +14,7 @@ import yaml
 from conftest import mpnet_encoder_dir, tiny_encoder_dir, write_tiny_corpus
 from persuasion.errors import PersuasionError
 from persuasion.model.checkpoint import SHIPPED_CONFIGS, SHIPPED_CONTEXT_CONFIGS, read_settings, shipped_folders
-from persuasion.train.recipe import Recipe
+from persuasion.train.recipe import Recipe, parse_override
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 CONFIGS = REPOSITORY / "configs"
@@ -70,6 +70,17 @@ def test_wrong_type_is_an_error(tmp_path):
     path.write_text("epochs: two\n")
     with pytest.raises(PersuasionError, match="epochs"):
         Recipe.from_yaml(path)
+
+
+def test_a_number_in_e_notation_is_a_float(tmp_path):
+    path = tmp_path / "rates.yaml"
+    path.write_text("learning_rate: 1e-4\n")  # YAML 1.1 reads this as a string
+    recipe = Recipe.from_yaml(path, dict([parse_override("head_learning_rate=5E-4")]))  # as --set gives it
+    assert (recipe.learning_rate, recipe.head_learning_rate) == (1e-4, 5e-4)
+    for value in ("fast", "nan"):
+        path.write_text(f"learning_rate: {value}\n")
+        with pytest.raises(PersuasionError, match="learning_rate should be float"):
+            Recipe.from_yaml(path)
 
 
 def train_tiny(tmp_path: Path, recipe_keys: str, *arguments: str) -> tuple[Path, Path]:

@@ -5,6 +5,7 @@ The defaults are the recipe of the shipped fast model; a YAML under configs/ lis
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields
 from pathlib import Path
 
@@ -73,6 +74,8 @@ class Recipe:
             value = getattr(recipe, name)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 setattr(recipe, name, float(value))
+            elif expected is float and isinstance(value, str) and as_float(value) is not None:
+                setattr(recipe, name, as_float(value))  # YAML 1.1 reads 1e-4 (no dot) as a string
             elif not isinstance(value, expected):
                 raise PersuasionError(f"{source}: {name} should be {expected.__name__}, got {value!r}")
         return recipe
@@ -90,6 +93,15 @@ class Recipe:
         from persuasion.train.encoders import resolve_base_model
 
         return resolve_base_model(self.base_model)
+
+
+def as_float(text: str) -> float | None:
+    """A finite number written as YAML 1.1 does not read one (1e-4, 5E-5), or None."""
+    try:
+        number = float(text)
+    except ValueError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 def parse_override(text: str) -> tuple[str, object]:

@@ -74,8 +74,8 @@ class Recipe:
             value = getattr(recipe, name)
             if expected is float and isinstance(value, int) and not isinstance(value, bool):
                 setattr(recipe, name, float(value))
-            elif expected is float and isinstance(value, str) and as_float(value) is not None:
-                setattr(recipe, name, as_float(value))  # YAML 1.1 reads 1e-4 (no dot) as a string
+            elif expected is float and isinstance(value, str) and (number := as_float(value)) is not None:
+                setattr(recipe, name, number)  # YAML 1.1 reads 1e-4 (no dot) as a string
             elif not isinstance(value, expected):
                 raise PersuasionError(f"{source}: {name} should be {expected.__name__}, got {value!r}")
         return recipe

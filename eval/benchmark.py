@@ -16,10 +16,12 @@ from collections import Counter
 from pathlib import Path
 
 from persuasion.corpus import Article, read_articles, span_gold, technique_gold
-from persuasion.eval.metrics import expected_calibration_error, overlaps_any, reliability, span_hits, span_shapes
+from persuasion.eval.metrics import (article_intervals, expected_calibration_error, overlaps_any, reliability,
+                                     span_hits, span_shapes)
 from persuasion.eval.predictions import Predictions
 from persuasion.eval.systems import load_system
 from persuasion.model.precision import PRECISIONS
+from persuasion.taxonomy import TECHNIQUES
 
 
 def add_arguments(parser) -> None:
@@ -101,7 +103,8 @@ def headline(metrics: dict) -> dict:
 
 
 def score(articles: list[Article], predictions: Predictions) -> dict:
-    """Official SI, TC and FLC scores (through the evaluate metric) plus calibration, for the articles with gold."""
+    """Official SI, TC and FLC scores (through the evaluate metric), their intervals over articles, calibration
+    and span shapes, for the articles with gold."""
     from persuasion.eval import propaganda_measures  # imports evaluate, seconds: only when scoring
 
     si_gold = span_gold(articles)
@@ -112,6 +115,7 @@ def score(articles: list[Article], predictions: Predictions) -> dict:
     references = [{"article_id": i, "si": records(spans), "techniques": records(gold.get(i, [])),
                    "has_techniques": i in gold} for i, spans in si_gold.items()]
     metrics = propaganda_measures.load().compute(predictions=system, references=references)
+    metrics["intervals"] = article_intervals(predictions.si, si_gold, predictions.tc, predictions.flc, gold, TECHNIQUES)
     metrics["calibration"] = calibration(articles, predictions, si_gold)
     texts = {article.article_id: article.text for article in articles}
     metrics["span_shapes"] = {"predicted": span_shapes({i: [(s, e) for s, e, _ in predictions.flc.get(i, [])]

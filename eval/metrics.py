@@ -30,6 +30,8 @@ import numpy as np
 
 from persuasion.model.decoding import DANGLING_WORDS, WORD_PATTERN, cuts_word, sentence_end_between
 
+BOOTSTRAP_RESAMPLES = 10_000  # on PTC dev a bound moves by at most ~0.003 from one seed to another; ~0.2 s
+
 Spans = Mapping[str, Sequence[tuple[int, int]]]
 LabelledSpans = Mapping[str, Sequence[tuple[int, int, str]]]
 
@@ -104,14 +106,22 @@ def si_scores(predicted: Spans, gold: Spans) -> dict:
     precision_credit = recall_credit = 0.0
     predicted_count = gold_count = 0
     for article_id in _article_ids(predicted, gold):
-        system = _scored_spans(predicted.get(article_id, ()), article_id)
-        reference = _scored_spans(gold.get(article_id, ()), article_id)
-        p, r = _overlap_credit(system, reference)
+        p, system, r, reference = si_article_credit(predicted.get(article_id, ()), gold.get(article_id, ()), article_id)
         precision_credit, recall_credit = precision_credit + p, recall_credit + r
-        predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
+        predicted_count, gold_count = predicted_count + system, gold_count + reference
     scores = overlap_prf(precision_credit, predicted_count, recall_credit, gold_count)
     scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
     return scores
+
+
+def si_article_credit(predicted: Sequence[tuple[int, int]], gold: Sequence[tuple[int, int]], article_id: str
+                      ) -> tuple[float, int, float, int]:
+    """One article's part of the SI sums: (precision credit, predicted spans, recall credit, gold spans), after
+    the merge."""
+    system = _scored_spans(predicted, article_id)
+    reference = _scored_spans(gold, article_id)
+    precision_credit, recall_credit = _overlap_credit(system, reference)
+    return precision_credit, len(system), recall_credit, len(reference)
 
 
 def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequence[str] | None = None) -> dict:
@@ -120,29 +130,34 @@ def flc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequen
     predicted_count = gold_count = 0
     per_technique: dict[str, list[float]] = defaultdict(lambda: [0.0, 0, 0.0, 0])
     for article_id in _article_ids(predicted, gold):
-        by_technique_system = defaultdict(list)
-        by_technique_gold = defaultdict(list)
-        for start, end, technique in predicted.get(article_id, ()):
-            by_technique_system[technique].append((start, end))
-        for start, end, technique in gold.get(article_id, ()):
-            by_technique_gold[technique].append((start, end))
-        for technique in set(by_technique_system) | set(by_technique_gold):
-            system = _scored_spans(by_technique_system[technique], article_id)
-            reference = _scored_spans(by_technique_gold[technique], article_id)
-            p, r = _overlap_credit(system, reference)
+        credit = flc_article_credit(predicted.get(article_id, ()), gold.get(article_id, ()), article_id)
+        for technique, (p, system, r, reference) in credit.items():
             counts = per_technique[technique]
             counts[0] += p
-            counts[1] += len(system)
+            counts[1] += system
             counts[2] += r
-            counts[3] += len(reference)
+            counts[3] += reference
             precision_credit, recall_credit = precision_credit + p, recall_credit + r
-            predicted_count, gold_count = predicted_count + len(system), gold_count + len(reference)
+            predicted_count, gold_count = predicted_count + system, gold_count + reference
     scores = overlap_prf(precision_credit, predicted_count, recall_credit, gold_count)
     names = techniques if techniques is not None else sorted(per_technique)
     scores["per_technique"] = {name: overlap_prf(*per_technique[name]) | {"gold": int(per_technique[name][3])}
                                for name in names}
     scores.update(predicted_spans=predicted_count, gold_spans=gold_count)
     return scores
+
+
+def flc_article_credit(predicted: Sequence[tuple[int, int, str]], gold: Sequence[tuple[int, int, str]],
+                       article_id: str) -> dict[str, tuple[float, int, float, int]]:
+    """One article's part of the FLC sums, per technique: `si_article_credit` between its spans of that technique."""
+    by_technique_system = defaultdict(list)
+    by_technique_gold = defaultdict(list)
+    for start, end, technique in predicted:
+        by_technique_system[technique].append((start, end))
+    for start, end, technique in gold:
+        by_technique_gold[technique].append((start, end))
+    return {technique: si_article_credit(by_technique_system[technique], by_technique_gold[technique], article_id)
+            for technique in sorted(set(by_technique_system) | set(by_technique_gold))}
 
 
 def tc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequence[str] | None = None) -> dict:
@@ -157,24 +172,9 @@ def tc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequenc
     gold_total: Counter = Counter()
     confusion: Counter = Counter()
     for article_id in _article_ids(predicted, gold):
-        system_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
-        gold_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
-        for start, end, technique in predicted.get(article_id, ()):
-            system_by_fragment[(start, end)][technique] += 1
-        for start, end, technique in gold.get(article_id, ()):
-            gold_by_fragment[(start, end)][technique] += 1
-        for fragment in set(system_by_fragment) | set(gold_by_fragment):
-            system, reference = system_by_fragment[fragment], gold_by_fragment[fragment]
-            matched = system & reference
-            true_positive.update(matched)
-            predicted_total.update(system)
-            gold_total.update(reference)
-            confusion.update({(t, t): n for t, n in matched.items()})
-            # Unmatched gold and predicted labels of one fragment pair up in sorted order,
-            # which is all a confusion matrix can say about multi-label fragments.
-            wrong_gold = sorted((reference - matched).elements())
-            wrong_system = sorted((system - matched).elements())
-            confusion.update(zip(wrong_gold, wrong_system))
+        counts = tc_article_counts(predicted.get(article_id, ()), gold.get(article_id, ()))
+        for total, article_counts in zip((true_positive, predicted_total, gold_total, confusion), counts):
+            total.update(article_counts)
 
     names = list(techniques) if techniques is not None else sorted(set(gold_total) | set(predicted_total))
     per_technique = {name: prf(true_positive[name], predicted_total[name], true_positive[name], gold_total[name])
@@ -188,6 +188,94 @@ def tc_scores(predicted: LabelledSpans, gold: LabelledSpans, techniques: Sequenc
     return {"micro_precision": micro["precision"], "micro_recall": micro["recall"], "micro_f1": micro["f1"],
             "macro_f1": macro_f1, "per_technique": per_technique, "gold_spans": sum(gold_total.values()),
             "confusion": {f"{g}\t{p}": n for (g, p), n in sorted(confusion.items())}}
+
+
+def tc_article_counts(predicted: Sequence[tuple[int, int, str]], gold: Sequence[tuple[int, int, str]]
+                      ) -> tuple[Counter, Counter, Counter, Counter]:
+    """One article's part of the TC counts: true positives, predictions and gold occurrences per technique, and
+    the (gold, predicted) confusion pairs."""
+    true_positive: Counter = Counter()
+    predicted_total: Counter = Counter()
+    gold_total: Counter = Counter()
+    confusion: Counter = Counter()
+    system_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    gold_by_fragment: dict[tuple[int, int], Counter] = defaultdict(Counter)
+    for start, end, technique in predicted:
+        system_by_fragment[(start, end)][technique] += 1
+    for start, end, technique in gold:
+        gold_by_fragment[(start, end)][technique] += 1
+    for fragment in set(system_by_fragment) | set(gold_by_fragment):
+        system, reference = system_by_fragment[fragment], gold_by_fragment[fragment]
+        matched = system & reference
+        true_positive.update(matched)
+        predicted_total.update(system)
+        gold_total.update(reference)
+        confusion.update({(t, t): n for t, n in matched.items()})
+        # Unmatched gold and predicted labels of one fragment pair up in sorted order,
+        # which is all a confusion matrix can say about multi-label fragments.
+        wrong_gold = sorted((reference - matched).elements())
+        wrong_system = sorted((system - matched).elements())
+        confusion.update(zip(wrong_gold, wrong_system))
+    return true_positive, predicted_total, gold_total, confusion
+
+
+def article_intervals(si_predicted: Spans, si_gold: Spans, tc_predicted: LabelledSpans, flc_predicted: LabelledSpans,
+                      gold: LabelledSpans, techniques: Sequence[str], level: float = 0.95,
+                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of SI F1, TC micro- and macro-F1 and FLC F1 over articles.
+
+    Spans of one article are annotated, and mistaken, together, so the article is what is drawn again (with
+    replacement, as many as there are); each draw's scores pool its articles' parts of the sums as the
+    measures above do. `gold` holds the technique gold of the articles that have it: the others count for
+    SI only.
+    """
+    articles = sorted(set(si_gold) | set(gold))
+    si = np.array([si_article_credit(si_predicted.get(i, ()), si_gold.get(i, ()), i) for i in articles], float)
+    flc = np.zeros((len(articles), 4))
+    tc = np.zeros((len(articles), len(techniques), 3))  # true positives, predictions, gold occurrences
+    tc_micro = np.zeros((len(articles), 3))
+    column = {name: index for index, name in enumerate(techniques)}
+    for row, article_id in enumerate(articles):
+        if article_id not in gold:
+            continue
+        credit = flc_article_credit(flc_predicted.get(article_id, ()), gold[article_id], article_id)
+        flc[row] = np.sum([list(parts) for parts in credit.values()] or [[0.0] * 4], axis=0)
+        counts = tc_article_counts(tc_predicted.get(article_id, ()), gold[article_id])[:3]
+        tc_micro[row] = [sum(count.values()) for count in counts]
+        for kind, count in enumerate(counts):
+            for technique, n in count.items():
+                if technique in column:
+                    tc[row, column[technique], kind] = n
+    draws = np.random.default_rng(seed).multinomial(len(articles), np.full(len(articles), 1 / len(articles)),
+                                                    size=resamples).astype(float)
+    scores = {"si_f1": _overlap_f1(draws @ si)}
+    if gold:
+        micro = draws @ tc_micro
+        scores["tc_micro_f1"] = _f1(micro[:, 0], micro[:, 1], micro[:, 0], micro[:, 2])
+        per_technique = np.einsum("da,atk->dtk", draws, tc)
+        f1 = _f1(per_technique[..., 0], per_technique[..., 1], per_technique[..., 0], per_technique[..., 2])
+        present = per_technique[..., 2] > 0  # macro-F1 averages over the techniques in the drawn gold, as tc_scores
+        scores["tc_macro_f1"] = np.where(present, f1, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+        scores["flc_f1"] = _overlap_f1(draws @ flc)
+    tail = (1 - level) / 2
+    return {"level": level, "resamples": resamples, "unit": "article", "articles": len(articles)} | {
+        name: [round(float(bound), 4) for bound in np.quantile(values, [tail, 1 - tail])]
+        for name, values in scores.items()}
+
+
+def _f1(precision_numerator: np.ndarray, predicted: np.ndarray, recall_numerator: np.ndarray, gold: np.ndarray
+        ) -> np.ndarray:
+    """`prf`'s F1, for arrays of sums."""
+    precision = np.divide(precision_numerator, predicted, out=np.zeros_like(predicted), where=predicted > 0)
+    recall = np.divide(recall_numerator, gold, out=np.zeros_like(gold), where=gold > 0)
+    total = precision + recall
+    return np.divide(2 * precision * recall, total, out=np.zeros_like(total), where=total > 0)
+
+
+def _overlap_f1(sums: np.ndarray) -> np.ndarray:
+    """`overlap_prf`'s F1 for rows of (precision credit, predicted, recall credit, gold) sums."""
+    f1 = _f1(sums[:, 0], sums[:, 1], sums[:, 2], sums[:, 3])
+    return np.where((sums[:, 1] == 0) & (sums[:, 3] == 0), 1.0, f1)
 
 
 def expected_calibration_error(confidences: Sequence[float], correct: Sequence[bool], bins: int = 10) -> float:

@@ -24,11 +24,18 @@ SPAN_SHAPES = [("an edge inside a word", "edge_inside_word"), ("across a sentenc
 
 
 def headline_table(metrics: dict) -> str:
-    """The official measures a benchmark run scored, each named and said in words, under the system and split."""
+    """The official measures a benchmark run scored, each named, with its range over articles where the run has
+    one, and said in words, under the system and split."""
     lines = [f"{metrics['system']} on {metrics['split']} ({metrics['articles']} articles, {metrics['seconds']} s):"]
+    intervals = metrics.get("intervals", {})
     for name, (task, key), meaning in HEADLINE_MEASURES:
         if key in metrics.get(task, {}):
-            lines.append(f"  {name:<12}  {metrics[task][key]:.4f}  {meaning}")
+            interval = intervals.get(f"{task}_{key}")
+            shown = f"{interval[0]:.3f}-{interval[1]:.3f}" if interval else ""
+            lines.append(f"  {name:<12}  {metrics[task][key]:.4f}  {shown:<11}  {meaning}")
+    if intervals:
+        lines.append(f"  (ranges: {intervals['level']:.0%} of the scores when the {intervals['articles']} articles are "
+                     f"drawn again with replacement, {intervals['resamples']} times)")
     shapes = metrics.get("span_shapes", {})
     if shapes.get("predicted", {}).get("spans") and shapes.get("gold", {}).get("spans"):
         lines.append("  how spans are cut, predicted against gold (shares of distinct spans):")

@@ -55,9 +55,14 @@ def test_majority_baseline_on_a_synthetic_split(tmp_path, capsys):
     assert (out / "technique_f1.png").stat().st_size > 0 and (out / "tc_confusion.png").stat().st_size > 0
     shown = capsys.readouterr().out.splitlines()
     assert shown[0] == f"majority on dev (2 articles, {metrics['seconds']} s):"
-    assert shown[4] == "  TC micro-F1   0.3333  technique classification of each gold span, over all of them"
-    assert [line.split("  ")[1] for line in shown[1:-1]] == ["SI precision", "SI recall", "SI F1", "TC micro-F1",
+    low, high = metrics["intervals"]["tc_micro_f1"]
+    assert low <= round(2 / 6, 4) <= high and metrics["intervals"]["articles"] == 2  # bounds have 4 decimals
+    assert shown[4] == (f"  TC micro-F1   0.3333  {low:.3f}-{high:.3f}  technique classification of each gold span, "
+                        "over all of them")
+    assert [line.split("  ")[1] for line in shown[1:-2]] == ["SI precision", "SI recall", "SI F1", "TC micro-F1",
                                                              "TC macro-F1", "FLC F1"]  # each measure named
+    assert shown[-2] == ("  (ranges: 95% of the scores when the 2 articles are drawn again with replacement, "
+                         "10000 times)")
     assert shown[-1] == f"wrote {out / 'metrics.json'}"
 
 

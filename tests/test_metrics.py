@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persuasion.eval.metrics import (expected_calibration_error, flc_scores, merge_overlapping_spans, si_scores,
-                                     tc_scores)
+from persuasion.eval.metrics import (article_intervals, expected_calibration_error, flc_scores, merge_overlapping_spans,
+                                     si_scores, tc_scores)
 
 approx = pytest.approx
 
@@ -204,3 +204,48 @@ def test_span_shapes_count_edges_inside_words_sentence_ends_and_dangling_ends():
     assert shapes == {"spans": 4, "edge_inside_word": 0.25, "crosses_sentence_end": 0.25,
                       "ends_on_function_word": 0.5, "median_characters": 9.0}
     assert span_shapes({"a": []}, {"a": text}) == {"spans": 0}
+
+
+def interval_case(copies: int) -> tuple:
+    """An article scored partly right (SI, TC and FLC), as many times as `copies`, under other ids."""
+    si_predicted = {f"a{k}": [(0, 10), (30, 40)] for k in range(copies)}
+    si_gold = {f"a{k}": [(5, 15), (30, 40), (50, 60)] for k in range(copies)}
+    gold = {f"a{k}": [(5, 15, "Doubt"), (30, 40, "Slogans"), (50, 60, "Doubt")] for k in range(copies)}
+    tc_predicted = {f"a{k}": [(5, 15, "Doubt"), (30, 40, "Doubt"), (50, 60, "Doubt")] for k in range(copies)}
+    flc_predicted = {f"a{k}": [(0, 10, "Doubt"), (30, 40, "Slogans")] for k in range(copies)}
+    return si_predicted, si_gold, tc_predicted, flc_predicted, gold
+
+
+def test_intervals_of_identical_articles_collapse_onto_the_pooled_scores():
+    # Every draw of identical articles scores as all of them do: the sums per draw must be the measures' own.
+    si_predicted, si_gold, tc_predicted, flc_predicted, gold = interval_case(5)
+    techniques = ["Doubt", "Slogans", "Loaded_Language"]
+    intervals = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, techniques, resamples=50)
+    tc = tc_scores(tc_predicted, gold, techniques)
+    expected = {"si_f1": si_scores(si_predicted, si_gold)["f1"], "tc_micro_f1": tc["micro_f1"],
+                "tc_macro_f1": tc["macro_f1"], "flc_f1": flc_scores(flc_predicted, gold)["f1"]}
+    assert 0 < expected["tc_macro_f1"] < expected["tc_micro_f1"] < 1  # Slogans is missed: macro < micro
+    for name, value in expected.items():
+        assert intervals[name] == [approx(value, abs=1e-4)] * 2, name
+    assert (intervals["articles"], intervals["resamples"], intervals["level"]) == (5, 50, 0.95)
+
+
+def test_intervals_hold_the_score_and_widen_as_articles_disagree():
+    si_predicted, si_gold, tc_predicted, flc_predicted, gold = interval_case(10)
+    for k in range(5):  # half the articles answered perfectly
+        si_predicted[f"a{k}"] = si_gold[f"a{k}"]
+        tc_predicted[f"a{k}"] = flc_predicted[f"a{k}"] = gold[f"a{k}"]
+    intervals = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, ["Doubt", "Slogans"])
+    pooled = {"si_f1": si_scores(si_predicted, si_gold)["f1"], "tc_micro_f1": tc_scores(tc_predicted, gold)["micro_f1"],
+              "flc_f1": flc_scores(flc_predicted, gold)["f1"]}
+    for name, value in pooled.items():
+        low, high = intervals[name]
+        assert low < value < high and high - low > 0.05, name
+    again = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, ["Doubt", "Slogans"])
+    assert again == intervals  # seeded: a benchmark run repeats its intervals
+
+
+def test_intervals_without_technique_gold_give_si_only():
+    intervals = article_intervals({"a": [(0, 5)]}, {"a": [(0, 5)], "b": [(3, 9)]}, {}, {}, {}, ["Doubt"])
+    assert "tc_micro_f1" not in intervals and "flc_f1" not in intervals
+    assert intervals["si_f1"][1] == approx(1.0)  # a draw of article a alone scores all it holds

@@ -72,6 +72,8 @@ def test_shipped_model_still_earns_its_recorded_dev_metrics(dev_metrics, name):
     for task, key in [("si", "precision"), ("si", "recall"), ("si", "f1"), ("tc", "micro_f1"), ("tc", "macro_f1"),
                       ("flc", "f1")]:
         assert dev_metrics[name][task][key] == pytest.approx(recorded[task][key], abs=1e-4), (task, key)
+    for key, bounds in recorded["intervals"].items():  # the ranges the model card prints
+        assert dev_metrics[name]["intervals"][key] == pytest.approx(bounds, abs=1e-4), key
 
 
 def test_shipped_dev_si_is_the_official_scorers(dev_metrics):

@@ -16,8 +16,8 @@ from collections import Counter
 from pathlib import Path
 
 from persuasion.corpus import Article, read_articles, span_gold, technique_gold
-from persuasion.eval.metrics import (article_intervals, expected_calibration_error, overlaps_any, reliability,
-                                     span_hits, span_shapes)
+from persuasion.eval.metrics import (ArticleParts, article_intervals, expected_calibration_error, overlaps_any,
+                                     reliability, span_hits, span_shapes)
 from persuasion.eval.predictions import Predictions
 from persuasion.eval.systems import load_system
 from persuasion.model.precision import PRECISIONS
@@ -115,7 +115,8 @@ def score(articles: list[Article], predictions: Predictions) -> dict:
     references = [{"article_id": i, "si": records(spans), "techniques": records(gold.get(i, [])),
                    "has_techniques": i in gold} for i, spans in si_gold.items()]
     metrics = propaganda_measures.load().compute(predictions=system, references=references)
-    metrics["intervals"] = article_intervals(predictions.si, si_gold, predictions.tc, predictions.flc, gold, TECHNIQUES)
+    metrics["intervals"] = article_intervals(ArticleParts.of(predictions.si, si_gold, predictions.tc, predictions.flc,
+                                                             gold, TECHNIQUES))
     metrics["calibration"] = calibration(articles, predictions, si_gold)
     texts = {article.article_id: article.text for article in articles}
     metrics["span_shapes"] = {"predicted": span_shapes({i: [(s, e) for s, e, _ in predictions.flc.get(i, [])]

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import itertools
 from collections import Counter, defaultdict
+from dataclasses import dataclass
 from typing import Iterable, Mapping, Sequence
 
 import numpy as np
@@ -219,48 +220,76 @@ def tc_article_counts(predicted: Sequence[tuple[int, int, str]], gold: Sequence[
     return true_positive, predicted_total, gold_total, confusion
 
 
-def article_intervals(si_predicted: Spans, si_gold: Spans, tc_predicted: LabelledSpans, flc_predicted: LabelledSpans,
-                      gold: LabelledSpans, techniques: Sequence[str], level: float = 0.95,
-                      resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> dict:
-    """Percentile bootstrap intervals of SI F1, TC micro- and macro-F1 and FLC F1 over articles.
+@dataclass
+class ArticleParts:
+    """Each article's part of the sums behind SI F1, TC micro- and macro-F1 and FLC F1, one row per article.
 
-    Spans of one article are annotated, and mistaken, together, so the article is what is drawn again (with
-    replacement, as many as there are); each draw's scores pool its articles' parts of the sums as the
-    measures above do. `gold` holds the technique gold of the articles that have it: the others count for
-    SI only.
+    Spans of one article are annotated, and mistaken, together, so the article is what a bootstrap draws
+    again; a draw's scores pool its articles' parts as the measures above pool every article's.
     """
-    articles = sorted(set(si_gold) | set(gold))
-    si = np.array([si_article_credit(si_predicted.get(i, ()), si_gold.get(i, ()), i) for i in articles], float)
-    flc = np.zeros((len(articles), 4))
-    tc = np.zeros((len(articles), len(techniques), 3))  # true positives, predictions, gold occurrences
-    tc_micro = np.zeros((len(articles), 3))
-    column = {name: index for index, name in enumerate(techniques)}
-    for row, article_id in enumerate(articles):
-        if article_id not in gold:
-            continue
-        credit = flc_article_credit(flc_predicted.get(article_id, ()), gold[article_id], article_id)
-        flc[row] = np.sum([list(parts) for parts in credit.values()] or [[0.0] * 4], axis=0)
-        counts = tc_article_counts(tc_predicted.get(article_id, ()), gold[article_id])[:3]
-        tc_micro[row] = [sum(count.values()) for count in counts]
-        for kind, count in enumerate(counts):
-            for technique, n in count.items():
-                if technique in column:
-                    tc[row, column[technique], kind] = n
-    draws = np.random.default_rng(seed).multinomial(len(articles), np.full(len(articles), 1 / len(articles)),
-                                                    size=resamples).astype(float)
-    scores = {"si_f1": _overlap_f1(draws @ si)}
-    if gold:
-        micro = draws @ tc_micro
-        scores["tc_micro_f1"] = _f1(micro[:, 0], micro[:, 1], micro[:, 0], micro[:, 2])
-        per_technique = np.einsum("da,atk->dtk", draws, tc)
-        f1 = _f1(per_technique[..., 0], per_technique[..., 1], per_technique[..., 0], per_technique[..., 2])
-        present = per_technique[..., 2] > 0  # macro-F1 averages over the techniques in the drawn gold, as tc_scores
-        scores["tc_macro_f1"] = np.where(present, f1, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
-        scores["flc_f1"] = _overlap_f1(draws @ flc)
+
+    articles: list[str]
+    si: np.ndarray  # (articles, 4): precision credit, predicted spans, recall credit, gold spans
+    flc: np.ndarray  # the same, crediting overlap between spans of one technique only
+    tc: np.ndarray  # (articles, techniques, 3): true positives, predictions, gold occurrences
+    tc_total: np.ndarray  # (articles, 3): the same over every technique named
+    labelled: bool  # whether any article has technique gold (else TC and FLC are not scored)
+
+    @classmethod
+    def of(cls, si_predicted: Spans, si_gold: Spans, tc_predicted: LabelledSpans, flc_predicted: LabelledSpans,
+           gold: LabelledSpans, techniques: Sequence[str]) -> ArticleParts:
+        """The parts of the articles with gold; `gold` holds the technique gold of those that have it, the others
+        count for SI only."""
+        articles = sorted(set(si_gold) | set(gold))
+        si = np.array([si_article_credit(si_predicted.get(i, ()), si_gold.get(i, ()), i) for i in articles], float)
+        flc = np.zeros((len(articles), 4))
+        tc = np.zeros((len(articles), len(techniques), 3))
+        tc_total = np.zeros((len(articles), 3))
+        column = {name: index for index, name in enumerate(techniques)}
+        for row, article_id in enumerate(articles):
+            if article_id not in gold:
+                continue
+            credit = flc_article_credit(flc_predicted.get(article_id, ()), gold[article_id], article_id)
+            flc[row] = np.sum([list(parts) for parts in credit.values()] or [[0.0] * 4], axis=0)
+            counts = tc_article_counts(tc_predicted.get(article_id, ()), gold[article_id])[:3]
+            tc_total[row] = [sum(count.values()) for count in counts]
+            for kind, count in enumerate(counts):
+                for technique, n in count.items():
+                    if technique in column:
+                        tc[row, column[technique], kind] = n
+        return cls(articles, si.reshape(len(articles), 4), flc, tc, tc_total, bool(gold))
+
+    def scores(self, draws: np.ndarray) -> dict[str, np.ndarray]:
+        """SI F1, TC micro- and macro-F1 and FLC F1 of each draw (a row: how many times each article is in it)."""
+        scores = {"si_f1": _overlap_f1(draws @ self.si)}
+        if self.labelled:
+            total = draws @ self.tc_total
+            scores["tc_micro_f1"] = _f1(total[:, 0], total[:, 1], total[:, 0], total[:, 2])
+            per_technique = np.einsum("da,atk->dtk", draws, self.tc)
+            f1 = _f1(per_technique[..., 0], per_technique[..., 1], per_technique[..., 0], per_technique[..., 2])
+            present = per_technique[..., 2] > 0  # macro-F1 averages over the techniques in the gold, as tc_scores
+            scores["tc_macro_f1"] = np.where(present, f1, 0.0).sum(axis=1) / np.maximum(present.sum(axis=1), 1)
+            scores["flc_f1"] = _overlap_f1(draws @ self.flc)
+        return scores
+
+
+def article_draws(articles: int, resamples: int = BOOTSTRAP_RESAMPLES, seed: int = 0) -> np.ndarray:
+    """(resamples, articles): how many times each article is drawn, as many draws as articles, with replacement."""
+    return np.random.default_rng(seed).multinomial(articles, np.full(articles, 1 / articles),
+                                                   size=resamples).astype(float)
+
+
+def article_intervals(parts: ArticleParts, level: float = 0.95, resamples: int = BOOTSTRAP_RESAMPLES,
+                      seed: int = 0) -> dict:
+    """Percentile bootstrap intervals of SI F1, TC micro- and macro-F1 and FLC F1 over articles."""
+    scores = parts.scores(article_draws(len(parts.articles), resamples, seed))
+    return {"level": level, "resamples": resamples, "unit": "article", "articles": len(parts.articles)} | {
+        name: percentile_range(values, level) for name, values in scores.items()}
+
+
+def percentile_range(values: np.ndarray, level: float) -> list[float]:
     tail = (1 - level) / 2
-    return {"level": level, "resamples": resamples, "unit": "article", "articles": len(articles)} | {
-        name: [round(float(bound), 4) for bound in np.quantile(values, [tail, 1 - tail])]
-        for name, values in scores.items()}
+    return [round(float(bound), 4) for bound in np.quantile(values, [tail, 1 - tail])]
 
 
 def _f1(precision_numerator: np.ndarray, predicted: np.ndarray, recall_numerator: np.ndarray, gold: np.ndarray

@@ -14,6 +14,8 @@ from persuasion.extras import require_training_extras
 COMMANDS = {
     "detect": ("persuasion.batch", "score documents and write one record per document"),
     "benchmark": ("persuasion.eval.benchmark", "run a system on a PTC split and score it with the official metrics"),
+    "compare": ("persuasion.eval.compare",
+                "compare two systems' submission files on a PTC split, with the range of each gain over articles"),
     "train": ("persuasion.train.loop", "train a detector from a YAML recipe"),
     "distil": ("persuasion.train.distil_command",
                "train a detector on the gold and on a trained teacher checkpoint's outputs"),

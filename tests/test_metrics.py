@@ -4,7 +4,7 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persuasion.eval.metrics import (article_intervals, expected_calibration_error, flc_scores, merge_overlapping_spans,
+from persuasion.eval.metrics import (ArticleParts, article_intervals, expected_calibration_error, flc_scores, merge_overlapping_spans,
                                      si_scores, tc_scores)
 
 approx = pytest.approx
@@ -220,7 +220,8 @@ def test_intervals_of_identical_articles_collapse_onto_the_pooled_scores():
     # Every draw of identical articles scores as all of them do: the sums per draw must be the measures' own.
     si_predicted, si_gold, tc_predicted, flc_predicted, gold = interval_case(5)
     techniques = ["Doubt", "Slogans", "Loaded_Language"]
-    intervals = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, techniques, resamples=50)
+    parts = ArticleParts.of(si_predicted, si_gold, tc_predicted, flc_predicted, gold, techniques)
+    intervals = article_intervals(parts, resamples=50)
     tc = tc_scores(tc_predicted, gold, techniques)
     expected = {"si_f1": si_scores(si_predicted, si_gold)["f1"], "tc_micro_f1": tc["micro_f1"],
                 "tc_macro_f1": tc["macro_f1"], "flc_f1": flc_scores(flc_predicted, gold)["f1"]}
@@ -235,17 +236,17 @@ def test_intervals_hold_the_score_and_widen_as_articles_disagree():
     for k in range(5):  # half the articles answered perfectly
         si_predicted[f"a{k}"] = si_gold[f"a{k}"]
         tc_predicted[f"a{k}"] = flc_predicted[f"a{k}"] = gold[f"a{k}"]
-    intervals = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, ["Doubt", "Slogans"])
+    parts = ArticleParts.of(si_predicted, si_gold, tc_predicted, flc_predicted, gold, ["Doubt", "Slogans"])
+    intervals = article_intervals(parts)
     pooled = {"si_f1": si_scores(si_predicted, si_gold)["f1"], "tc_micro_f1": tc_scores(tc_predicted, gold)["micro_f1"],
               "flc_f1": flc_scores(flc_predicted, gold)["f1"]}
     for name, value in pooled.items():
         low, high = intervals[name]
         assert low < value < high and high - low > 0.05, name
-    again = article_intervals(si_predicted, si_gold, tc_predicted, flc_predicted, gold, ["Doubt", "Slogans"])
-    assert again == intervals  # seeded: a benchmark run repeats its intervals
+    assert article_intervals(parts) == intervals  # seeded: a benchmark run repeats its intervals
 
 
 def test_intervals_without_technique_gold_give_si_only():
-    intervals = article_intervals({"a": [(0, 5)]}, {"a": [(0, 5)], "b": [(3, 9)]}, {}, {}, {}, ["Doubt"])
+    intervals = article_intervals(ArticleParts.of({"a": [(0, 5)]}, {"a": [(0, 5)], "b": [(3, 9)]}, {}, {}, {}, ["Doubt"]))
     assert "tc_micro_f1" not in intervals and "flc_f1" not in intervals
     assert intervals["si_f1"][1] == approx(1.0)  # a draw of article a alone scores all it holds

@@ -22,14 +22,22 @@ OFFICIAL_DEV_SI = {"precision_credit": 477.034999, "predicted_spans": 1435, "rec
 
 
 @pytest.fixture(scope="module")
-def dev_metrics(ptc_dir, tmp_path_factory):
-    """The benchmark of each shipped model on dev, by name, in the precision its metrics were recorded in (fp32
-    before precision was recorded), run once for the tests that read it."""
+def dev_runs(ptc_dir, tmp_path_factory):
+    """The benchmark of each shipped model on dev, by name: (the folder it wrote, its metrics), in the precision
+    its metrics were recorded in (fp32 before precision was recorded), run once for the tests that read it."""
     from persuasion.eval.benchmark import run_benchmark
 
-    return {name: run_benchmark(ptc_dir, "dev", tmp_path_factory.mktemp(f"dev-{name}"), name, progress=False,
-                                precision=json.loads((folder / "metrics.json").read_text()).get("precision", "fp32"))
-            for name, folder in shipped_folders().items()}
+    runs = {}
+    for name, folder in shipped_folders().items():
+        out = tmp_path_factory.mktemp(f"dev-{name}")
+        runs[name] = out, run_benchmark(ptc_dir, "dev", out, name, progress=False, precision=json.loads(
+            (folder / "metrics.json").read_text()).get("precision", "fp32"))
+    return runs
+
+
+@pytest.fixture(scope="module")
+def dev_metrics(dev_runs):
+    return {name: metrics for name, (_, metrics) in dev_runs.items()}
 
 
 @pytest.fixture(scope="module")
@@ -83,6 +91,21 @@ def test_shipped_dev_si_is_the_official_scorers(dev_metrics):
     assert si["precision"] * si["predicted_spans"] == pytest.approx(official["precision_credit"], abs=1e-6)
     assert si["recall"] * si["gold_spans"] == pytest.approx(official["recall_credit"], abs=1e-6)
     assert si["f1"] == pytest.approx(official["f1"], abs=1e-6)
+
+
+def test_readme_comparison_of_the_shipped_models_is_what_compare_prints(ptc_dir, dev_runs, capsys):
+    import re
+    from pathlib import Path
+
+    from persuasion.cli import main
+
+    readme = (Path(__file__).resolve().parents[1] / "README.md").read_text(encoding="utf-8")
+    shown = re.search(r"\(default over fast\):\n\n```text\n(.*?)```", readme, re.S).group(1)
+    assert main(["compare", "--data", str(ptc_dir), "--split", "dev", str(dev_runs["fast"][0]),
+                 str(dev_runs["default"][0])]) == 0
+    printed = "".join(line + "\n" for line in capsys.readouterr().out.splitlines()[1:6])
+    share = re.compile(r"\d+\.\d% of draws")  # a share of draws may cross a rounding step as scores move
+    assert_shows_the_same_output(share.sub("", printed), share.sub("", shown))
 
 
 def test_model_card_and_readme_match_the_committed_measurements():

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from persuasion.corpus import read_articles, span_gold, technique_gold
+from persuasion.corpus import read_articles, read_text_exact, span_gold, technique_gold
 from persuasion.errors import PersuasionError
 from persuasion.eval.metrics import ArticleParts, article_draws, percentile_range
 from persuasion.taxonomy import TECHNIQUES
@@ -89,7 +89,9 @@ def read_answers(path: Path, known: set[str], labelled: bool) -> dict[str, list[
         raise PersuasionError(f"{path}: no such file; `persuasion benchmark` writes one for each task")
     shape = "ID<TAB>technique<TAB>start<TAB>end" if labelled else "ID<TAB>start<TAB>end"
     answers: dict[str, list[tuple]] = {}
-    for number, line in enumerate(path.read_text(encoding="utf-8").splitlines(), 1):
+    for number, line in enumerate(read_text_exact(path).removeprefix("\ufeff").splitlines(), 1):
+        if not line.strip():  # a blank line answers nothing
+            continue
         fields = line.split("\t")
         if len(fields) != (4 if labelled else 3):
             raise PersuasionError(f"{path}:{number}: expected {shape}, got {line[:80]!r}")

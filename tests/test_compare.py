@@ -49,6 +49,12 @@ def test_a_system_right_on_more_articles_gains_in_every_draw_where_they_differ(c
     shown = capsys.readouterr().out.splitlines()
     assert shown[0] == f"train (6 articles): second {second} against first {first}"
     assert shown[3].startswith("  TC micro-F1   0.0000  0.5000  +0.5000  +")
+    # Written on Windows (BOM, CRLF, a blank line at the end), the same answers compare the same.
+    for path in second.iterdir():
+        path.write_bytes(b"\xef\xbb\xbf" + path.read_bytes().replace(b"\n", b"\r\n") + b"\r\n")
+    assert main(["compare", "--data", str(corpus), "--split", "train", str(first), str(second),
+                 "--json", str(out)]) == 0
+    assert json.loads(out.read_text())["measures"] == comparison["measures"]
 
 
 @pytest.mark.parametrize("line, message", [
@@ -66,6 +72,15 @@ def test_a_malformed_submission_line_is_one_line_naming_its_file_and_line(corpus
     assert main(["compare", "--data", str(corpus), "--split", "train", str(first), str(second)]) == 2
     error = capsys.readouterr().err
     assert error.count("\n") == 1 and f"train-task-si.txt:{lines}: {message}" in error
+
+
+def test_a_binary_submission_file_is_one_line_too(corpus, tmp_path, capsys):
+    first = write_submission(tmp_path / "first", gold_answers(corpus, wrong_from=0))
+    second = write_submission(tmp_path / "second", gold_answers(corpus, wrong_from=0))
+    (second / "train-task-flc.txt").write_bytes(b"\x7fELF\x02\x01\x01\x00\xd0\xff\x00")
+    assert main(["compare", "--data", str(corpus), "--split", "train", str(first), str(second)]) == 2
+    error = capsys.readouterr().err
+    assert error.count("\n") == 1 and "train-task-flc.txt: not valid UTF-8" in error
 
 
 def test_an_unknown_technique_or_a_missing_file_stops_the_comparison(corpus, tmp_path, capsys):

@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from persuasion.corpus import read_articles, read_text_exact, span_gold, technique_gold
+from persuasion.corpus import read_articles, read_label_lines, span_gold, technique_gold
 from persuasion.errors import PersuasionError
 from persuasion.eval.metrics import ArticleParts, article_draws, percentile_range
 from persuasion.taxonomy import TECHNIQUES
@@ -87,18 +87,13 @@ def read_answers(path: Path, known: set[str], labelled: bool) -> dict[str, list[
     technique) from `ID technique start end` lines when labelled."""
     if not path.is_file():
         raise PersuasionError(f"{path}: no such file; `persuasion benchmark` writes one for each task")
-    shape = "ID<TAB>technique<TAB>start<TAB>end" if labelled else "ID<TAB>start<TAB>end"
     answers: dict[str, list[tuple]] = {}
-    for number, line in enumerate(read_text_exact(path).removeprefix("\ufeff").splitlines(), 1):
-        if not line.strip():  # a blank line answers nothing
-            continue
-        fields = line.split("\t")
-        if len(fields) != (4 if labelled else 3):
-            raise PersuasionError(f"{path}:{number}: expected {shape}, got {line[:80]!r}")
+    for number, fields in read_label_lines(path, 4 if labelled else 3):
         try:
             start, end = int(fields[-2]), int(fields[-1])
         except ValueError:
-            raise PersuasionError(f"{path}:{number}: start and end must be whole numbers, got {line[:80]!r}") from None
+            raise PersuasionError(f"{path}:{number}: start and end must be whole numbers, got {fields[-2][:20]!r} "
+                                  f"and {fields[-1][:20]!r}") from None
         if not 0 <= start < end:  # as the official scorers, which reject such a line
             raise PersuasionError(f"{path}:{number}: {start}-{end} is not a span (0 <= start < end)")
         if fields[0] not in known:

@@ -97,21 +97,28 @@ def _check_span(start: int, end: int, text_length: int, path: Path, line_number:
         )
 
 
-def _read_label_lines(path: Path, columns: int) -> list[tuple[int, list[str]]]:
+# The official line formats, by their number of tab-separated fields: SI labels and submissions, then TC and FLC.
+LABEL_LINES = {3: "ID<TAB>start<TAB>end", 4: "ID<TAB>technique<TAB>start<TAB>end"}
+
+
+def read_label_lines(path: Path, columns: int) -> list[tuple[int, list[str]]]:
+    """(line number, fields) of each non-blank line of a file in one of the official line formats (LABEL_LINES):
+    gold labels, TC templates, submission files. A leading BOM, as Windows tools write, is not part of an ID."""
     rows = []
-    for line_number, line in enumerate(read_text_exact(path).splitlines(), start=1):
+    for line_number, line in enumerate(read_text_exact(path).removeprefix("\ufeff").splitlines(), start=1):
         if not line.strip():
             continue
         fields = line.rstrip("\r\n").split("\t")
         if len(fields) != columns:
-            raise CorpusError(f"{path}:{line_number}: expected {columns} tab-separated fields, got {len(fields)}")
+            raise CorpusError(f"{path}:{line_number}: expected {LABEL_LINES[columns]}, got {len(fields)} "
+                              "tab-separated fields")
         rows.append((line_number, fields))
     return rows
 
 
 def _read_technique_labels(path: Path, article_id: str, text_length: int, allow_unknown: bool) -> list[GoldSpan]:
     spans = []
-    for line_number, (label_id, technique, start_text, end_text) in _read_label_lines(path, 4):
+    for line_number, (label_id, technique, start_text, end_text) in read_label_lines(path, 4):
         if label_id != article_id:
             raise CorpusError(f"{path}:{line_number}: article id {label_id!r} does not match {article_id!r}")
         if technique == "?" and allow_unknown:
@@ -129,7 +136,7 @@ def _read_technique_labels(path: Path, article_id: str, text_length: int, allow_
 
 def _read_si_labels(path: Path, article_id: str, text_length: int) -> list[tuple[int, int]]:
     spans = []
-    for line_number, (label_id, start_text, end_text) in _read_label_lines(path, 3):
+    for line_number, (label_id, start_text, end_text) in read_label_lines(path, 3):
         if label_id != article_id:
             raise CorpusError(f"{path}:{line_number}: article id {label_id!r} does not match {article_id!r}")
         start = _parse_int(start_text, path, line_number, "start")
@@ -141,7 +148,7 @@ def _read_si_labels(path: Path, article_id: str, text_length: int) -> list[tuple
 
 def _read_tc_template(path: Path, texts: dict[str, str]) -> dict[str, list[GoldSpan]]:
     spans: dict[str, list[GoldSpan]] = {article_id: [] for article_id in texts}
-    for line_number, (article_id, technique, start_text, end_text) in _read_label_lines(path, 4):
+    for line_number, (article_id, technique, start_text, end_text) in read_label_lines(path, 4):
         if article_id not in texts:
             raise CorpusError(f"{path}:{line_number}: article {article_id!r} has no text in the articles folder")
         start = _parse_int(start_text, path, line_number, "start")

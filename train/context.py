@@ -33,7 +33,7 @@ from persuasion.eval.metrics import tc_scores
 from persuasion.model.checkpoint import (load_network, read_settings, read_validation_report, split_articles,
                                          resolve_model, write_settings, write_validation_report)
 from persuasion.model.context import CONTEXT_DIR, ContextClassifier, ContextNetwork, ContextSettings, SpanMarker
-from persuasion.model.decoding import WORD_PATTERN, rank_for_occurrences, ranked
+from persuasion.model.decoding import rank_for_occurrences, ranked
 from persuasion.model.detector import Detector
 from persuasion.train.logs import ProgressLog
 from persuasion.train.loop import resumed_recipe
@@ -90,7 +90,6 @@ class ContextExamples:
 
     def __init__(self, articles: list[Article], marker: SpanMarker, techniques: list[str]):
         self.examples, self.occurrences = [], []
-        self.marker, self.texts = marker, {article.article_id: article.text for article in articles}
         for article in articles:
             for span in article.spans:
                 marked = marker.mark(article.text, span.start, span.end)
@@ -98,37 +97,11 @@ class ContextExamples:
                     self.examples.append((marked, techniques.index(span.technique)))
                     self.occurrences.append((article.article_id, span.start, span.end))
 
-    def jittered(self, share: float, seed: int) -> list[tuple]:
-        """The examples with `share` of them marked again at edges moved by up to JITTER_WORDS words (within the
-        span's line), as detected spans' edges sit against the gold: the classifier also reads detected spans."""
-        rng = random.Random(seed)
-        examples = []
-        for (marked, technique), (article_id, start, end) in zip(self.examples, self.occurrences):
-            if rng.random() < share:
-                moved = moved_edges(self.texts[article_id], start, end, rng)
-                marked = self.marker.mark(self.texts[article_id], *moved) or marked
-            examples.append((marked, technique))
-        return examples
-
     def batches(self, batch_size: int, seed: int) -> list[list[int]]:
         """The examples' indices in batches, shuffled by seed (a resumed epoch cuts the same batches)."""
         order = list(range(len(self.examples)))
         random.Random(seed).shuffle(order)
         return [order[first: first + batch_size] for first in range(0, len(order), batch_size)]
-
-
-JITTER_WORDS = 3
-
-
-def moved_edges(text: str, start: int, end: int, rng: random.Random) -> tuple[int, int]:
-    line_start, line_end = text.rfind("\n", 0, start) + 1, text.find("\n", end)
-    words = [(m.start(), m.end()) for m in WORD_PATTERN.finditer(text, line_start, len(text) if line_end < 0 else line_end)]
-    inside = [index for index, (a, b) in enumerate(words) if b > start and a < end]
-    if not inside:
-        return start, end
-    first = min(max(inside[0] + rng.randint(-JITTER_WORDS, JITTER_WORDS), 0), inside[-1])
-    last = min(max(inside[-1] + rng.randint(-JITTER_WORDS, JITTER_WORDS), first), len(words) - 1)
-    return words[first][0], words[last][1]
 
 
 def class_weights(examples: ContextExamples, num_techniques: int, scheme: str) -> torch.Tensor:
@@ -181,10 +154,9 @@ def train_context(recipe: Recipe, checkpoint: Path, resume: bool = False) -> Non
         while not progress.stopped:
             network.train()
             batches = train_examples.batches(recipe.batch_size, recipe.seed * 1000 + progress.epoch)
-            epoch_examples = train_examples.jittered(recipe.context_span_jitter, recipe.seed * 1000 + progress.epoch)
             for rows in batches[progress.batches_done:]:
-                input_ids, attention_mask, markers = marker.batch([epoch_examples[row][0] for row in rows])
-                targets = torch.tensor([epoch_examples[row][1] for row in rows], device=accelerator.device)
+                input_ids, attention_mask, markers = marker.batch([train_examples.examples[row][0] for row in rows])
+                targets = torch.tensor([train_examples.examples[row][1] for row in rows], device=accelerator.device)
                 with accelerator.autocast():
                     logits = network(input_ids.to(accelerator.device), attention_mask.to(accelerator.device),
                                      markers.to(accelerator.device))

@@ -50,7 +50,6 @@ class Recipe:
     distil_temperature: float = 1.0  # softens teacher and student distributions alike
     distil_memes: bool = False  # the teacher also labels the meme texts of meme_dir (span tags included)
     mixed_precision: str = "no"  # accelerate's setting: "no", "fp16" (GPUs) or "bf16" (GPUs, CPUs with AMX or AVX512-BF16)
-    context_span_jitter: float = 0.0  # `persuasion train-context`: share of spans read at moved edges each epoch
     context_tokens: int = 160  # `persuasion train-context`: a marked span's tokens, its context included
     save_every_minutes: float = 10.0  # how often a run saves what `--resume` needs (and at every epoch's end)
 

@@ -4,8 +4,8 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from persuasion.eval.metrics import (ArticleParts, article_intervals, expected_calibration_error, flc_scores, merge_overlapping_spans,
-                                     si_scores, tc_scores)
+from persuasion.eval.metrics import (ArticleParts, article_intervals, expected_calibration_error, flc_scores,
+                                     merge_overlapping_spans, si_scores, tc_scores)
 
 approx = pytest.approx
 
@@ -247,6 +247,7 @@ def test_intervals_hold_the_score_and_widen_as_articles_disagree():
 
 
 def test_intervals_without_technique_gold_give_si_only():
-    intervals = article_intervals(ArticleParts.of({"a": [(0, 5)]}, {"a": [(0, 5)], "b": [(3, 9)]}, {}, {}, {}, ["Doubt"]))
+    parts = ArticleParts.of({"a": [(0, 5)]}, {"a": [(0, 5)], "b": [(3, 9)]}, {}, {}, {}, ["Doubt"])
+    intervals = article_intervals(parts)
     assert "tc_micro_f1" not in intervals and "flc_f1" not in intervals
     assert intervals["si_f1"][1] == approx(1.0)  # a draw of article a alone scores all it holds

@@ -121,6 +121,7 @@ def context_classifier(name: str, folder: Path, settings: dict, validation: dict
     return {"config": SHIPPED_CONTEXT_CONFIGS.get(name, "RECIPE.yaml"), "base_model": context_settings["base_model"],
             "context_tokens": context_settings["context_tokens"], "parameters": parameter_count(folder / CONTEXT_DIR),
             "mix": settings["decoding"]["context_mix"], "epochs": max(entry["epoch"] for entry in history),
+            "detection_mix": Decoding.from_dict(settings["decoding"]).detection_context_mix,
             "train_minutes": validation["context_classifier"]["train_minutes"],
             "tc_micro_f1": max(entry["tc_micro_f1"] for entry in history)}
 

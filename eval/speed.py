@@ -4,10 +4,11 @@
     persuasion speed --data ../shared/data/ptc-semeval2020 --long [--long-sizes 500000,2000000,5000000]
 
 The detector is timed once in each precision (model/precision.py), and the table says which one
-`auto` picks on this machine and whether bf16 is native here; a model with a context classifier
-(model/context.py) is also timed without it, in each precision, to show what reading spans again costs. `--long` times instead one generated
-document of each size (the split's text repeated), at `auto` or the first `--precision`: seconds,
-characters/s and the process's peak resident set while detecting it, which streaming keeps flat.
+`auto` picks on this machine and whether bf16 is native here; a model whose context classifier
+(model/context.py) reads detected spans again is also timed without it, in each precision, to show what that
+costs. `--long` times instead one generated document of each size (the split's text repeated), at `auto`
+or the first `--precision`: seconds, characters/s and the process's peak resident set while detecting it,
+which streaming keeps flat.
 
 Every system reads the same articles in the same run and is warmed up on one of them first.
 Tokens are the encoder tokenizer's word pieces over the texts (no special tokens), one count
@@ -152,8 +153,9 @@ def run(args: argparse.Namespace) -> int:
         detect = detector_runner(detector, args.batch_size)
         detect(texts[:1])
         rows.append(measure(f"detector {detector.precision} (full pipeline)", detect, texts, tokens))
-        if detector.context is not None:  # what reading each span again costs, in the same run
-            head_alone = detector.with_context(None).with_decoding(replace(detector.decoding, context_mix=0.0))
+        if detector.context is not None and detector.decoding.detection_context_mix:  # what reading spans again costs
+            head_alone = detector.with_context(None).with_decoding(
+                replace(detector.decoding, context_mix=0.0, detection_context_mix=0.0))
             rows.append(measure(f"detector {detector.precision} without its context classifier",
                                 detector_runner(head_alone, args.batch_size), texts, tokens))
             del head_alone

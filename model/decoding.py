@@ -48,6 +48,9 @@ class Decoding:
     # p(technique) = (1 - mix) head's + mix context classifier's (model/context.py), where the checkpoint has one
     context_mix: float = 0.0
     context_temperature: float = 1.0  # flattens or sharpens the context classifier's p(technique | span)
+    # The context classifier's share for the spans `detect` finds (context_mix is for spans a caller gives): it
+    # learnt from spans as annotators mark them, and a detected span's edges often sit words away from those.
+    detection_context_mix: float = 0.0
     # Then p(technique) = (1 - mix) x that + mix x the technique tagger's p(technique) averaged over the span's
     # tokens (normalised over the techniques), where the network kept its tagger: a third reader of the span.
     tagger_technique_mix: float = 0.0
@@ -80,6 +83,8 @@ class Decoding:
 
     @classmethod
     def from_dict(cls, values: Mapping, source: str = "decoding") -> "Decoding":
+        if "context_mix" in values and "detection_context_mix" not in values:  # tuned when one share served both
+            values = {**values, "detection_context_mix": values["context_mix"]}
         if "repetition_boost" in values:  # a checkpoint tuned before repetition_weights: one boost for 2 or more times
             values = {key: value for key, value in values.items() if key != "repetition_boost"} | {
                 "repetition_weights": (0.0, values["repetition_boost"])}
@@ -243,7 +248,8 @@ def technique_spans(scores: DocumentScores, decoding: Decoding) -> list[Span]:
     detected = decode_spans(scores, decoding)
     spans: list[Span] = []
     if detected:
-        probabilities = technique_probabilities(scores, [(start, end) for start, end, _ in detected], decoding)
+        probabilities = technique_probabilities(scores, [(start, end) for start, end, _ in detected],
+                                                replace(decoding, context_mix=decoding.detection_context_mix))
         for (start, end, span_score), row in zip(detected, probabilities):
             for technique, probability in techniques_for_span(scores.techniques, row, decoding):
                 spans.append(Span(start, end, scores.text[start:end], technique, span_score * probability))

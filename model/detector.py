@@ -195,12 +195,16 @@ class Detector:
     def classify_candidates(self, scores: DocumentScores, decodings: Iterable[Decoding] = (),
                             spans: Sequence[tuple[int, int]] = ()) -> DocumentScores:
         """The network's second stage: the technique logits of every span each decoding finds and of the given
-        spans, added to `scores` (those already classified are not classified again), and the context
-        classifier's where the detector has one; returns `scores`."""
-        candidates = [(start, end) for decoding in decodings for start, end, _ in decode_spans(scores, decoding)]
-        classify_spans(self.network, self.framing, scores, [*candidates, *spans], self.device)
-        if self.context is not None:
-            unread = [span for span in dict.fromkeys([*candidates, *spans]) if span not in scores.context_logits]
+        spans, added to `scores` (those already classified are not classified again), and, where the detector has
+        a context classifier, its logits of the given spans and of the spans of each decoding with a
+        `detection_context_mix`; returns `scores`."""
+        found = [(decoding, [(start, end) for start, end, _ in decode_spans(scores, decoding)])
+                 for decoding in decodings]
+        classify_spans(self.network, self.framing, scores, [*(span for _, each in found for span in each), *spans],
+                       self.device)
+        if self.context is not None:  # the given spans, and a decoding's own where it mixes the classifier in
+            read = [span for decoding, each in found if decoding.detection_context_mix for span in each]
+            unread = [span for span in dict.fromkeys([*read, *spans]) if span not in scores.context_logits]
             scores.context_logits.update(zip(unread, self.context.logits(scores.text, unread)))
         return scores
 

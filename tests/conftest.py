@@ -119,7 +119,7 @@ def build_tiny_checkpoint(directory: Path, window_tokens: int = 16, window_strid
 
 def add_tiny_context_classifier(checkpoint: Path, context_mix: float = 0.5) -> Path:
     """The checkpoint with a randomly initialised tiny context classifier (model/context.py), mixed in at
-    context_mix; returns the checkpoint."""
+    context_mix for given and detected spans alike; returns the checkpoint."""
     import json
 
     import torch
@@ -134,7 +134,7 @@ def add_tiny_context_classifier(checkpoint: Path, context_mix: float = 0.5) -> P
     ContextClassifier(network, tokenizer, ContextSettings(tuple(TECHNIQUES), context_tokens=24)).save(
         checkpoint / CONTEXT_DIR)
     settings = json.loads((checkpoint / "persuasion.json").read_text())
-    settings["decoding"]["context_mix"] = context_mix
+    settings["decoding"]["context_mix"] = settings["decoding"]["detection_context_mix"] = context_mix
     (checkpoint / "persuasion.json").write_text(json.dumps(settings))
     return checkpoint
 

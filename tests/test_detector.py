@@ -19,8 +19,8 @@ from conftest import build_tiny_checkpoint, make_article
 
 from persuasion import TECHNIQUES
 from persuasion.errors import PersuasionError
-from persuasion.model.decoding import (BEGIN, INSIDE, DocumentScores, cuts_word, decode, decode_spans, snap_to_words,
-                                      tagger_spans, technique_probabilities, technique_spans)
+from persuasion.model.decoding import (BEGIN, INSIDE, Decoding, DocumentScores, cuts_word, decode, decode_spans,
+                                      snap_to_words, tagger_spans, technique_probabilities, technique_spans)
 from persuasion.model.windows import WindowFraming, batch_windows, plan_windows, tokenize_document
 
 # Pieces that have broken offset arithmetic elsewhere: a BOM, CRLF, emoji built from several code
@@ -588,7 +588,7 @@ def test_word_counts_count_whole_words_case_and_punctuation_aside():
 
 
 def test_repetition_is_weighed_by_how_often_the_fragment_occurs():
-    from persuasion.model.decoding import Decoding, WordCounts, repetition_weight
+    from persuasion.model.decoding import WordCounts, repetition_weight
 
     text = "Stop the steal. Stop the steal! We said stop the steal, and the steal goes on: the steal, the steal."
     words, weights = WordCounts(text), (0.0, 2.0, 5.0)
@@ -727,6 +727,28 @@ def test_every_way_to_name_a_model_resolves_it_alike_with_one_error(tmp_path):
     assert len(messages) == 1 and "\n" not in messages.pop()
 
 
+def test_the_context_classifier_has_its_own_share_for_detected_spans(tmp_path, long_article):
+    from conftest import add_tiny_context_classifier, build_tiny_checkpoint
+
+    from persuasion import Detector
+
+    checkpoint = add_tiny_context_classifier(build_tiny_checkpoint(tmp_path / "with-context"), context_mix=1.0)
+    mixed = Detector.load(checkpoint, precision="fp32")
+    text = long_article[:5000]
+    given_only = mixed.with_decoding(replace(mixed.decoding, detection_context_mix=0.0))
+    head_alone = mixed.with_context(None).with_decoding(
+        replace(mixed.decoding, context_mix=0.0, detection_context_mix=0.0))
+    scores = given_only.score([text])[0]
+    assert scores.span_logits and not scores.context_logits  # detected spans are not read again at share 0
+    assert decode(scores, given_only.decoding) == head_alone.detect(text)
+    spans = [(span.start, span.end) for span in head_alone.detect(text).spans[:3]]
+    assert spans and given_only.classify_spans(text, spans) == mixed.classify_spans(text, spans)
+    assert given_only.classify_spans(text, spans) != head_alone.classify_spans(text, spans)  # given spans: it is read
+    # A checkpoint tuned when one share served both keeps reading its detected spans as it was tuned.
+    assert Decoding.from_dict({"context_mix": 0.4}).detection_context_mix == 0.4
+    assert Decoding.from_dict({"context_mix": 0.4, "detection_context_mix": 0.0}).detection_context_mix == 0.0
+
+
 def test_a_context_classifier_shapes_techniques_alike_whole_streamed_and_saved(tmp_path, long_article, monkeypatch):
     from conftest import add_tiny_context_classifier, build_tiny_checkpoint
 
@@ -738,7 +760,8 @@ def test_a_context_classifier_shapes_techniques_alike_whole_streamed_and_saved(t
     text = long_article[:5000]
     whole = detector.detect(text)
     assert whole == decode(detector.score([text])[0], detector.decoding)
-    head_alone = detector.with_context(None).with_decoding(replace(detector.decoding, context_mix=0.0)).detect(text)
+    head_alone = detector.with_context(None).with_decoding(
+        replace(detector.decoding, context_mix=0.0, detection_context_mix=0.0)).detect(text)
     assert [(s.start, s.end) for s in whole.spans] == [(s.start, s.end) for s in head_alone.spans]
     assert [s.technique for s in whole.spans] != [s.technique for s in head_alone.spans]  # the classifier decides
     assert_well_formed(whole, text)

@@ -26,7 +26,7 @@ import sys
 import time
 import warnings
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, replace
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from persuasion.corpus import read_ptc_articles
@@ -154,8 +154,7 @@ def run(args: argparse.Namespace) -> int:
         detect(texts[:1])
         rows.append(measure(f"detector {detector.precision} (full pipeline)", detect, texts, tokens))
         if detector.context is not None and detector.decoding.detection_context_mix:  # what reading spans again costs
-            head_alone = detector.with_context(None).with_decoding(
-                replace(detector.decoding, context_mix=0.0, detection_context_mix=0.0))
+            head_alone = detector.with_context(None)
             rows.append(measure(f"detector {detector.precision} without its context classifier",
                                 detector_runner(head_alone, args.batch_size), texts, tokens))
             del head_alone

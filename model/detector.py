@@ -81,9 +81,12 @@ class Detector:
         return directory
 
     def with_context(self, context: ContextClassifier | None) -> "Detector":
-        """The same network with this context classifier (None: the head alone); decode with a context_mix."""
+        """The same network with this context classifier, mixed in by the decoding's context shares; None: the head
+        alone, those shares set to 0 (no decoding can mix in a classifier the detector lacks)."""
         detector = copy.copy(self)
         detector.context = context
+        if context is None:
+            detector.decoding = replace(self.decoding, context_mix=0.0, detection_context_mix=0.0)
         return detector
 
     def with_decoding(self, decoding: Decoding) -> "Detector":

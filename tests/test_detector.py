@@ -736,8 +736,7 @@ def test_the_context_classifier_has_its_own_share_for_detected_spans(tmp_path, l
     mixed = Detector.load(checkpoint, precision="fp32")
     text = long_article[:5000]
     given_only = mixed.with_decoding(replace(mixed.decoding, detection_context_mix=0.0))
-    head_alone = mixed.with_context(None).with_decoding(
-        replace(mixed.decoding, context_mix=0.0, detection_context_mix=0.0))
+    head_alone = mixed.with_context(None)
     scores = given_only.score([text])[0]
     assert scores.span_logits and not scores.context_logits  # detected spans are not read again at share 0
     assert decode(scores, given_only.decoding) == head_alone.detect(text)
@@ -760,8 +759,7 @@ def test_a_context_classifier_shapes_techniques_alike_whole_streamed_and_saved(t
     text = long_article[:5000]
     whole = detector.detect(text)
     assert whole == decode(detector.score([text])[0], detector.decoding)
-    head_alone = detector.with_context(None).with_decoding(
-        replace(detector.decoding, context_mix=0.0, detection_context_mix=0.0)).detect(text)
+    head_alone = detector.with_context(None).detect(text)
     assert [(s.start, s.end) for s in whole.spans] == [(s.start, s.end) for s in head_alone.spans]
     assert [s.technique for s in whole.spans] != [s.technique for s in head_alone.spans]  # the classifier decides
     assert_well_formed(whole, text)

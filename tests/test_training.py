@@ -597,8 +597,7 @@ def test_a_context_classifier_is_trained_into_a_checkpoint_resumes_when_killed_a
     assert report["validation"]["decoding"]["context_mix"] == detector.decoding.context_mix
     text = read_ptc_articles(data, "train")[0].text
     spans = [(0, 12), (5, 30)]
-    head_alone = detector.with_context(None).with_decoding(
-        replace(detector.decoding, context_mix=0.0, detection_context_mix=0.0))
+    head_alone = detector.with_context(None)
     mixed = detector.with_decoding(replace(detector.decoding, context_mix=0.5))
     assert mixed.classify_spans(text, spans) != head_alone.classify_spans(text, spans)  # the classifier is read
     with pytest.raises(ValueError, match="context classifier"):
